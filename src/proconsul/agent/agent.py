@@ -1,0 +1,270 @@
+"""The Agent: builds the server and the HTTP listeners from a RuntimeConfig and runs them
+until a leave or a signal stops it (Consul's agent/agent.go).
+
+This release runs the in-memory single server of `-dev`; the durable Raft server and client
+agents plug into the same places (the Applier seam and the HTTP Backend seam).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from proconsul import CONSUL_COMPAT_VERSION, __version__
+from proconsul import log as logsetup
+from proconsul.agent.metrics import Metrics
+from proconsul.config.runtime import RuntimeConfig
+from proconsul.errors import ConfigError, ProconsulError
+from proconsul.http.api import build_app
+from proconsul.http.app import APIApp
+from proconsul.http.limits import HttpLimits
+from proconsul.http.protocol import HttpServer
+from proconsul.server.applier import DevApplier
+from proconsul.server.fsm import FSM
+from proconsul.server.server import Server
+
+log = logging.getLogger("proconsul")
+
+#: Serf's protocol range this agent reports for itself (memberlist protocol 2..5).
+PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
+DELEGATE_MIN, DELEGATE_MAX, DELEGATE_CUR = 2, 5, 4
+
+Reloader = Callable[[], RuntimeConfig]
+
+
+class Backend:
+    """The local server's endpoints, as the HTTP layer's Backend."""
+
+    def __init__(self, server: Server, agent: Agent) -> None:
+        self.kvs = server.kvs
+        self.session = server.session
+        self.txn = server.txn
+        self.status = server
+        self.agent = agent
+
+
+class Agent:
+    def __init__(self, config: RuntimeConfig, reloader: Reloader | None = None) -> None:
+        if not config.dev:
+            raise ProconsulError(
+                "This build runs the in-memory -dev server only: start the agent with -dev "
+                "(persistent servers and client agents are not available yet)"
+            )
+        self.config = config
+        self.reloader = reloader
+        self.node_name = config.node_name
+        self.datacenter = config.datacenter
+        self.node_id = config.node_id or str(uuid.uuid4())
+        self.advertise = config.advertise_addr or config.bind_addr
+        self.telemetry = Metrics()
+        self.started = time.time()
+        self.server: Server | None = None
+        self.http: list[HttpServer] = []
+        self._stop = asyncio.Event()
+        self._leaving = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        applier = DevApplier(FSM(), f"{self.advertise}:{cfg.ports.server}", self.node_id)
+        self.server = Server(
+            applier, cfg.node_name, self.node_id, cfg.datacenter, self.advertise,
+            session_ttl_min=cfg.session_ttl_min, default_query_time=cfg.default_query_time,
+            max_query_time=cfg.max_query_time, node_meta=dict(cfg.node_meta),
+        )
+        await self.server.start()
+        log.info("New leader elected: payload=%s", cfg.node_name)
+        app = APIApp(
+            pretty=cfg.dev,
+            kv_max_value_size=cfg.limits.kv_max_value_size,
+            txn_max_req_len=cfg.limits.txn_max_req_len,
+            response_headers=dict(cfg.http_config.response_headers),
+            block_endpoints=list(cfg.http_config.block_endpoints),
+            discovery_max_stale=cfg.discovery_max_stale,
+            datacenter=cfg.datacenter,
+        )
+        build_app(Backend(self.server, self), app)
+        limits = HttpLimits(
+            max_header_bytes=cfg.http_config.max_header_bytes or (1 << 20),
+            max_conns_per_client=cfg.limits.http_max_conns_per_client,
+        )
+        for host, port in cfg.http_addrs:
+            srv = HttpServer(app, limits)
+            if host.startswith("unix://"):
+                await srv.listen_unix(host[len("unix://"):])
+                log.info("Started HTTP server: address=%s network=unix", host)
+            else:
+                await srv.listen(host, port)
+                log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
+            self.http.append(srv)
+
+    async def run(self) -> int:
+        """Serve until leave, SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig, handler in (
+            (signal.SIGHUP, self._on_hup),
+            (signal.SIGTERM, self._on_stop),
+            (signal.SIGINT, self._on_stop),
+        ):
+            loop.add_signal_handler(sig, handler, sig)
+        await self.start()
+        print("==> Consul agent running!", flush=True)
+        await self._stop.wait()
+        await self.shutdown()
+        return 0
+
+    def _on_hup(self, sig: int) -> None:
+        log.info("Caught: signal=hangup")
+        if self.server is not None:
+            self.server.spawn(self._reload_logged())
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except ProconsulError as err:
+            log.error("Error reloading: %s", err)
+
+    def _on_stop(self, sig: int) -> None:
+        name = "terminated" if sig == signal.SIGTERM else "interrupt"
+        log.info("Caught: signal=%s", name)
+        if self._stop.is_set():
+            os._exit(1)  # a second signal forces the exit, as Consul's does
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        log.info("Requesting shutdown")
+        for srv in self.http:
+            await srv.shutdown()
+        if self.server is not None:
+            await self.server.stop()
+        log.info("shutdown complete")
+
+    async def leave(self) -> None:
+        """Graceful leave: answer first, then stop (the HTTP answer is already queued)."""
+        log.info("Gracefully shutting down agent...")
+        self._leaving = True
+        asyncio.get_running_loop().call_later(0.05, self._stop.set)
+
+    async def reload(self) -> None:
+        if self.reloader is None:
+            return
+        try:
+            new = self.reloader()
+        except ConfigError as err:
+            raise ProconsulError(f"Failed reloading config: {err}") from None
+        logsetup.set_level(new.log_level)
+        self.config = new
+        log.info("Reloaded configuration")
+
+    # -- views for the HTTP layer -------------------------------------------------------------
+
+    def member(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "Name": cfg.node_name, "Addr": self.advertise, "Port": cfg.ports.serf_lan,
+            "Tags": self.tags(), "Status": 1,
+            "ProtocolMin": PROTOCOL_MIN, "ProtocolMax": PROTOCOL_MAX, "ProtocolCur": PROTOCOL_CUR,
+            "DelegateMin": DELEGATE_MIN, "DelegateMax": DELEGATE_MAX, "DelegateCur": DELEGATE_CUR,
+        }
+
+    def tags(self) -> dict[str, str]:
+        cfg = self.config
+        tags = {
+            "acls": "0", "build": f"{CONSUL_COMPAT_VERSION}:proconsul-{__version__}",
+            "dc": cfg.datacenter, "id": self.node_id, "segment": "", "vsn": "2",
+            "vsn_max": "3", "vsn_min": "2", "ft_fs": "1", "ft_si": "1",
+        }
+        if cfg.server:
+            tags.update({"role": "consul", "port": str(cfg.ports.server), "raft_vsn": "3",
+                         "expect": str(cfg.bootstrap_expect), "wan_join_port":
+                         str(cfg.ports.serf_wan)})
+            if cfg.dev or cfg.bootstrap:
+                tags["bootstrap"] = "1"
+        else:
+            tags["role"] = "node"
+        return tags
+
+    def members(self, wan: bool) -> list[dict[str, Any]]:
+        member = self.member()
+        if wan:
+            if not self.config.server:
+                return []
+            member = {**member, "Name": f"{self.node_name}.{self.datacenter}",
+                      "Port": self.config.ports.serf_wan}
+        return [member]
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        assert self.server is not None
+        leader = self.server.leader()
+        return {
+            "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0",
+                      "services": "0"},
+            "build": {"prerelease": "", "revision": f"proconsul-{__version__}",
+                      "version": CONSUL_COMPAT_VERSION, "version_metadata": ""},
+            "consul": {"acl": "disabled", "bootstrap": "false", "known_datacenters": "1",
+                       "leader": str(self.server.applier.is_leader()).lower(),
+                       "leader_addr": leader, "server": "true"},
+            "raft": self.server.applier.stats(),
+            "runtime": {"arch": platform.machine(), "cpu_count": str(os.cpu_count() or 1),
+                        "goroutines": str(len(asyncio.all_tasks())),
+                        "max_procs": str(os.cpu_count() or 1), "os": platform.system().lower(),
+                        "version": f"python{platform.python_version()}"},
+            "serf_lan": {"coordinate_resets": "0", "encrypted": "false", "event_queue": "0",
+                         "event_time": "1", "failed": "0", "health_score": "0",
+                         "intent_queue": "0", "left": "0", "member_time": "1",
+                         "members": "1", "query_queue": "0", "query_time": "1"},
+        }
+
+    def self_info(self) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "Config": {
+                "Datacenter": cfg.datacenter, "PrimaryDatacenter": cfg.primary_datacenter,
+                "NodeName": cfg.node_name, "NodeID": self.node_id,
+                "Revision": f"proconsul-{__version__}", "Server": cfg.server,
+                "Version": CONSUL_COMPAT_VERSION, "BuildDate": "2026-11-25T00:00:00Z",
+            },
+            "DebugConfig": {
+                "Datacenter": cfg.datacenter, "NodeName": cfg.node_name, "DevMode": cfg.dev,
+                "ServerMode": cfg.server, "DataDir": cfg.data_dir or "",
+                "ClientAddrs": list(cfg.client_addrs), "BindAddr": cfg.bind_addr,
+                "HTTPPort": cfg.ports.http, "LogLevel": cfg.log_level,
+            },
+            "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
+            "Member": self.member(),
+            "Stats": self.stats(),
+            "Meta": dict(cfg.node_meta),
+            "xDS": None,
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        self._runtime_gauges()
+        return self.telemetry.snapshot()
+
+    def prometheus_metrics(self) -> str | None:
+        if self.config.telemetry.prometheus_retention_time <= 0:
+            return None
+        self._runtime_gauges()
+        return self.telemetry.prometheus()
+
+    def _runtime_gauges(self) -> None:
+        m = self.telemetry
+        m.gauge("runtime.num_goroutines", float(len(asyncio.all_tasks())))
+        try:
+            with open("/proc/self/statm") as f:
+                rss_pages = int(f.read().split()[1])
+            m.gauge("runtime.alloc_bytes", float(rss_pages * os.sysconf("SC_PAGE_SIZE")))
+        except (OSError, ValueError, IndexError):
+            pass
+        if self.server is not None:
+            m.gauge("raft.applied_index", float(self.server.applier.last_index()))
+            m.gauge("kvs.entries", float(len(self.server.store.kv)))
+            m.gauge("session_ttl.active", float(self.server.session.timers()))

@@ -1,0 +1,20 @@
+"""Builds the /v1 API application from a backend: one place that lists every route family."""
+
+from __future__ import annotations
+
+from proconsul.http.agent import AgentHandlers
+from proconsul.http.app import APIApp
+from proconsul.http.backend import Backend
+from proconsul.http.kv import KVHandlers
+from proconsul.http.session import SessionHandlers
+from proconsul.http.status import StatusHandlers
+from proconsul.http.txn import TxnHandlers
+
+
+def build_app(backend: Backend, app: APIApp) -> APIApp:
+    KVHandlers(app, backend.kvs)
+    SessionHandlers(app, backend.session, backend.agent.node_name)
+    TxnHandlers(app, backend.txn)
+    StatusHandlers(app, backend.status)
+    AgentHandlers(app, backend.agent)
+    return app

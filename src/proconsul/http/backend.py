@@ -1,0 +1,86 @@
+"""What the HTTP layer needs from below, as Protocols.
+
+The agent wires these to the local server's endpoints (server and -dev mode) or to an RPC
+forwarder (client mode); handlers never import server/ or state/ themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from proconsul.structs.kvs import KVEntry
+from proconsul.structs.query import QueryMeta, QueryOptions
+from proconsul.structs.session import Session
+
+TxnAnswer = tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]
+
+
+class KVSBackend(Protocol):
+    async def apply(self, op: str, entry: KVEntry) -> bool: ...
+
+    async def get(self, key: str, opts: QueryOptions) -> tuple[QueryMeta, KVEntry | None]: ...
+
+    async def list(self, prefix: str, opts: QueryOptions) -> tuple[QueryMeta, list[KVEntry]]: ...
+
+    async def list_keys(
+        self, prefix: str, separator: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[str]]: ...
+
+
+class SessionBackend(Protocol):
+    async def create(self, sess: Session) -> str: ...
+
+    async def destroy(self, sid: str) -> None: ...
+
+    async def renew(self, sid: str) -> list[Session]: ...
+
+    async def get(self, sid: str, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]: ...
+
+    async def list(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]: ...
+
+    async def node_sessions(
+        self, node: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[Session]]: ...
+
+
+class TxnBackend(Protocol):
+    async def apply(self, ops: list[tuple[str, KVEntry]]) -> TxnAnswer: ...
+
+    async def read(
+        self, ops: list[tuple[str, KVEntry]], opts: QueryOptions
+    ) -> tuple[QueryMeta, TxnAnswer]: ...
+
+
+class StatusBackend(Protocol):
+    def leader(self) -> str: ...
+
+    def peers(self) -> list[str]: ...
+
+    def raft_configuration(self) -> dict[str, Any]: ...
+
+
+class AgentBackend(Protocol):
+    node_name: str
+    datacenter: str
+
+    def self_info(self) -> dict[str, Any]: ...
+
+    def members(self, wan: bool) -> list[dict[str, Any]]: ...
+
+    async def leave(self) -> None: ...
+
+    async def reload(self) -> None: ...
+
+    def metrics(self) -> dict[str, Any]: ...
+
+    def prometheus_metrics(self) -> str | None:
+        """Metrics in Prometheus text format, or None when retention is not configured."""
+        ...
+
+
+class Backend(Protocol):
+    kvs: KVSBackend
+    session: SessionBackend
+    txn: TxnBackend
+    status: StatusBackend
+    agent: AgentBackend

@@ -1,0 +1,44 @@
+"""JSON bodies as Consul writes them: compact, or indented with four spaces and a trailing
+newline when pretty (`?pretty`, and always in -dev)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+_INDENT = re.compile(rb"(?m)^( +)")
+
+
+def _double(m: re.Match[bytes]) -> bytes:
+    return m.group(1) * 2
+
+
+def dumps(obj: Any, pretty: bool = False, newline: bool = False) -> bytes:
+    """`newline` adds the trailing newline Consul writes only when `?pretty` was asked for
+    (dev mode indents without it)."""
+    if not pretty:
+        return orjson.dumps(obj)
+    # orjson indents by two; JSON strings cannot hold a raw newline, so every run of spaces at
+    # a line start is indentation and doubling it gives Go's MarshalIndent(v, "", "    ").
+    out = _INDENT.sub(_double, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+    return out + b"\n" if newline else out
+
+
+def loads(data: bytes) -> Any:
+    return orjson.loads(data)
+
+
+JSONDecodeError = orjson.JSONDecodeError
+
+
+def fold_keys(obj: Any) -> Any:
+    """Lower-case every object key and drop underscores, so PascalCase, camelCase and
+    snake_case request bodies all match the same field (Go's decoder is case-insensitive and
+    Consul accepts snake_case aliases)."""
+    if isinstance(obj, dict):
+        return {k.replace("_", "").lower(): fold_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [fold_keys(v) for v in obj]
+    return obj

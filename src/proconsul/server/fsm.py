@@ -1,0 +1,161 @@
+"""The FSM: applies committed commands to the Store (Consul's agent/consul/fsm).
+
+`apply(index, command)` is the only way state changes, whether the command came from the -dev
+applier or, later, from the Raft log, so both produce identical stores. Results are returned
+as values (bool, entries, or an exception object), as Consul's FSM returns errors through
+the apply future rather than failing the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from proconsul.errors import CommandError, ProconsulError, StateError
+from proconsul.server.commands import IGNORE_UNKNOWN_FLAG, MessageType, decode
+from proconsul.state.store import Store
+from proconsul.state.txn_ops import run_kv_txn
+from proconsul.structs import kvs as K
+from proconsul.structs.catalog import HealthCheck, Node
+from proconsul.structs.kvs import KVEntry
+from proconsul.structs.session import Session
+
+log = logging.getLogger("proconsul.fsm")
+
+Result = Any
+
+
+class FSM:
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store if store is not None else Store()
+        self._handlers: dict[int, Callable[[Any, dict[str, Any]], Result]] = {
+            MessageType.REGISTER: self._register,
+            MessageType.DEREGISTER: self._deregister,
+            MessageType.KVS: self._kvs,
+            MessageType.SESSION: self._session,
+            MessageType.TOMBSTONE: self._tombstone,
+            MessageType.TXN: self._txn,
+        }
+
+    def apply(self, index: int, command: bytes) -> Result:
+        msg_type, body = decode(command)
+        handler = self._handlers.get(msg_type)
+        if handler is None:
+            if msg_type & IGNORE_UNKNOWN_FLAG:
+                log.warning("ignoring unknown message type %d at index %d", msg_type, index)
+                return None
+            raise CommandError(f"failed to apply request: unknown message type {msg_type}")
+        txn = self.store.write(index)
+        try:
+            result = handler(txn, body)
+        except StateError as err:
+            result = _Rollback(err)
+        except BaseException:
+            txn.abort()
+            raise
+        if isinstance(result, _Rollback):
+            txn.abort()
+            return result.value
+        txn.commit()
+        return result
+
+    # -- handlers (txn, body) -> result -----------------------------------------------------
+
+    def _register(self, txn: Any, body: dict[str, Any]) -> Result:
+        store = self.store
+        if not body.get("SkipNodeUpdate") or body["Node"] not in store.nodes:
+            store.ensure_node(txn, Node.from_wire(body))
+        checks = list(body.get("Checks") or ())
+        if body.get("Check"):
+            checks.append(body["Check"])
+        for c in checks:
+            store.ensure_check(txn, HealthCheck.from_wire({**c, "Node": body["Node"]}))
+        return None
+
+    def _deregister(self, txn: Any, body: dict[str, Any]) -> Result:
+        store = self.store
+        if body.get("CheckID"):
+            key = (body["Node"], body["CheckID"])
+            old = store.checks.pop(key, None)
+            if old is not None:
+                txn.on_abort(lambda: store.checks.__setitem__(key, old))
+                txn.touch("checks", ("node", body["Node"]))
+                for sid in store.sessions_for_check(*key):
+                    store.session_destroy(txn, sid)
+        else:
+            store.delete_node(txn, body["Node"])
+        return None
+
+    def _kvs(self, txn: Any, body: dict[str, Any]) -> Result:
+        store = self.store
+        op = body["Op"]
+        entry = KVEntry.from_wire(body["DirEnt"])
+        if op == K.KV_SET:
+            store.kvs_set(txn, entry)
+            return True
+        if op == K.KV_CAS:
+            return store.kvs_set_cas(txn, entry, entry.modify_index) is not None
+        if op == K.KV_DELETE:
+            store.kvs_delete(txn, entry.key)
+            return True
+        if op == K.KV_DELETE_CAS:
+            return store.kvs_delete_cas(txn, entry.key, entry.modify_index)
+        if op == K.KV_DELETE_TREE:
+            store.kvs_delete_tree(txn, entry.key)
+            return True
+        if op == K.KV_LOCK:
+            return store.kvs_lock(txn, entry) is not None
+        if op == K.KV_UNLOCK:
+            return store.kvs_unlock(txn, entry) is not None
+        return _Rollback(StateError(f"Invalid KVS operation '{op}'"))
+
+    def _session(self, txn: Any, body: dict[str, Any]) -> Result:
+        op = body["Op"]
+        sess = Session.from_wire(body["Session"])
+        if op == "create":
+            self.store.session_create(txn, sess)
+            return sess.id
+        if op == "destroy":
+            self.store.session_destroy(txn, sess.id)
+            return None
+        return _Rollback(StateError(f"Invalid Session operation '{op}'"))
+
+    def _tombstone(self, txn: Any, body: dict[str, Any]) -> Result:
+        if body.get("Op") != "reap":
+            return _Rollback(StateError(f"Invalid Tombstone operation '{body.get('Op')}'"))
+        return self.store.reap_tombstones(txn, int(body["ReapIndex"]))
+
+    def _txn(self, txn: Any, body: dict[str, Any]) -> Result:
+        """Returns (results, errors); a transaction with errors leaves the store untouched."""
+        ops = [(op["KV"]["Verb"], KVEntry.from_wire(op["KV"]["DirEnt"])) for op in body["Ops"]]
+        results, errors = run_kv_txn(self.store, txn, ops)
+        if errors:
+            return _Rollback((None, errors))
+        return results, None
+
+    # -- snapshot / restore -----------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return msgpack.packb(self.store.dump(), use_bin_type=True)
+
+    def restore(self, data: bytes) -> None:
+        """Swap in a store built from `data`, then wake every watcher of the old one."""
+        try:
+            dump = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            new = Store.load(dump)
+        except (ValueError, KeyError, TypeError, msgpack.UnpackException) as err:
+            raise ProconsulError(f"failed to restore snapshot: {err}") from None
+        old, self.store = self.store, new
+        old.abandon()
+
+
+class _Rollback:
+    """A handler's answer that also means: undo this command's changes."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value

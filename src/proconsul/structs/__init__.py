@@ -1,0 +1,1 @@
+"""Records shared by the state store, the server endpoints and the HTTP layer (Consul's structs)."""

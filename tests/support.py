@@ -1,0 +1,102 @@
+"""Helpers for tests that run real agent processes on 127.0.0.1 with free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it, so parallel tests do not collide)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proconsul_cmd() -> list[str]:
+    """The command that runs the CLI from the installed package under this interpreter."""
+    return [sys.executable, "-m", "proconsul"]
+
+
+class AgentProcess:
+    """A `proconsul agent -dev` child process with its own HTTP port; stopped by PID only."""
+
+    def __init__(self, workdir: Path, extra: list[str] | None = None, dev: bool = True) -> None:
+        self.http_port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / f"agent-{self.http_port}.log"
+        args = [*proconsul_cmd(), "agent"]
+        if dev:
+            args.append("-dev")
+        args += [
+            f"-http-port={self.http_port}",
+            "-dns-port=-1",
+            "-node=test-node",
+            *(extra or []),
+        ]
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.http_addr}"
+
+    def start(self, timeout: float = 20.0) -> AgentProcess:
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.close()
+                raise RuntimeError(f"agent exited {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                with urllib.request.urlopen(self.url + "/v1/status/leader", timeout=1) as r:
+                    if json.loads(r.read()):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"agent did not become ready:\n{self.read_log()}")
+
+    def read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+def run_cli(args: list[str], http_addr: str, timeout: float = 30.0,
+            input: bytes | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    """Run `proconsul <args>` against the agent at http_addr and capture its output."""
+    full_env = {**os.environ, "CONSUL_HTTP_ADDR": http_addr, **(env or {})}
+    return subprocess.run([*proconsul_cmd(), *args], capture_output=True, timeout=timeout,
+                          input=input, env=full_env)
