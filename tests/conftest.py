@@ -28,9 +28,10 @@ def twin_params(compiled: str, pure: str) -> list[object]:
 
 def load_twin(request: pytest.FixtureRequest, name: str) -> ModuleType:
     """Import one twin; the compiled one is skipped only when extensions are off."""
-    if request.node.get_closest_marker("c_extension"):
-        if NO_EXTENSIONS or request.config.getoption("--no-c-extensions"):
-            pytest.skip("compiled twins disabled")
+    if request.node.get_closest_marker("c_extension") and (
+        NO_EXTENSIONS or request.config.getoption("--no-c-extensions")
+    ):
+        pytest.skip("compiled twins disabled")
     return importlib.import_module(name)
 
 

@@ -267,4 +267,5 @@ class Agent:
         if self.server is not None:
             m.gauge("raft.applied_index", float(self.server.applier.last_index()))
             m.gauge("kvs.entries", float(len(self.server.store.kv)))
+            m.gauge("state.watch_channels", float(len(self.server.store.watches)))
             m.gauge("session_ttl.active", float(self.server.session.timers()))

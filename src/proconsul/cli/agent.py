@@ -6,6 +6,8 @@ import asyncio
 import resource
 import sys
 import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from proconsul import CONSUL_COMPAT_VERSION, __version__
 from proconsul import log as logsetup
@@ -88,12 +90,13 @@ def run(argv: list[str]) -> int:
         print(f"==> {err}", file=sys.stderr)
         return 1
     print(banner(cfg, agent.node_id or str(uuid.uuid4())), flush=True)
+    runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
+        pass
     try:
         return int(runner(agent.run()))
     except ProconsulError as err:

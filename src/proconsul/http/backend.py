@@ -20,7 +20,9 @@ class KVSBackend(Protocol):
 
     async def get(self, key: str, opts: QueryOptions) -> tuple[QueryMeta, KVEntry | None]: ...
 
-    async def list(self, prefix: str, opts: QueryOptions) -> tuple[QueryMeta, list[KVEntry]]: ...
+    async def list_prefix(
+        self, prefix: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[KVEntry]]: ...
 
     async def list_keys(
         self, prefix: str, separator: str, opts: QueryOptions
@@ -36,7 +38,7 @@ class SessionBackend(Protocol):
 
     async def get(self, sid: str, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]: ...
 
-    async def list(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]: ...
+    async def list_all(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]: ...
 
     async def node_sessions(
         self, node: str, opts: QueryOptions
@@ -79,8 +81,17 @@ class AgentBackend(Protocol):
 
 
 class Backend(Protocol):
-    kvs: KVSBackend
-    session: SessionBackend
-    txn: TxnBackend
-    status: StatusBackend
-    agent: AgentBackend
+    @property
+    def kvs(self) -> KVSBackend: ...
+
+    @property
+    def session(self) -> SessionBackend: ...
+
+    @property
+    def txn(self) -> TxnBackend: ...
+
+    @property
+    def status(self) -> StatusBackend: ...
+
+    @property
+    def agent(self) -> AgentBackend: ...

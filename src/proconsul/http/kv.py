@@ -50,7 +50,7 @@ class KVHandlers:
     async def get(self, req: Request, key: str) -> Response:
         opts = parse_query(req)
         if req.has("recurse"):
-            meta, entries = await self.kvs.list(key, opts)
+            meta, entries = await self.kvs.list_prefix(key, opts)
         else:
             if not key:
                 raise BadRequest("Missing key name")

@@ -126,7 +126,7 @@ class SessionHandlers:
         app.add("/v1/session/renew/", ("PUT",), self.renew)
         app.add("/v1/session/info/", ("GET",), self.info)
         app.add("/v1/session/node/", ("GET",), self.node)
-        app.add("/v1/session/list", ("GET",), self.list)
+        app.add("/v1/session/list", ("GET",), self.list_all)
 
     async def create(self, req: Request) -> Response:
         parse_token(req)
@@ -169,7 +169,7 @@ class SessionHandlers:
         meta, found = await self.sessions.node_sessions(node, opts)
         return self.app.json(req, [s.to_api() for s in found], meta)
 
-    async def list(self, req: Request) -> Response:
+    async def list_all(self, req: Request) -> Response:
         opts = parse_query(req)
-        meta, found = await self.sessions.list(opts)
+        meta, found = await self.sessions.list_all(opts)
         return self.app.json(req, [s.to_api() for s in found], meta)

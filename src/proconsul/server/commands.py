@@ -29,7 +29,8 @@ IGNORE_UNKNOWN_FLAG = 0x80
 
 
 def encode(msg_type: MessageType, body: dict[str, Any]) -> bytes:
-    return bytes((int(msg_type),)) + msgpack.packb(body, use_bin_type=True)
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return bytes((int(msg_type),)) + packed
 
 
 def decode(buf: bytes) -> tuple[int, dict[str, Any]]:

@@ -139,7 +139,8 @@ class FSM:
     # -- snapshot / restore -----------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return msgpack.packb(self.store.dump(), use_bin_type=True)
+        packed: bytes = msgpack.packb(self.store.dump(), use_bin_type=True)
+        return packed
 
     def restore(self, data: bytes) -> None:
         """Swap in a store built from `data`, then wake every watcher of the old one."""

@@ -57,7 +57,7 @@ class KVSEndpoint:
         meta = await self._srv.read(opts, query)
         return meta, found[0]
 
-    async def list(self, prefix: str, opts: QueryOptions) -> tuple[QueryMeta, list[KVEntry]]:
+    async def list_prefix(self, prefix: str, opts: QueryOptions) -> tuple[QueryMeta, list[KVEntry]]:
         found: list[list[KVEntry]] = [[]]
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:

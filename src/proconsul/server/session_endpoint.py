@@ -149,7 +149,7 @@ class SessionEndpoint:
         meta = await self._srv.read(opts, query)
         return meta, found[0]
 
-    async def list(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]:
+    async def list_all(self, opts: QueryOptions) -> tuple[QueryMeta, list[Session]]:
         found: list[list[Session]] = [[]]
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:

@@ -96,9 +96,14 @@ class CatalogTables:
             return
         for sid in self.sessions_for_node(name):
             self.session_destroy(txn, sid)
-        for key in [k for k in self.checks if k[0] == name]:
-            old = self.checks.pop(key)
-            txn.on_abort(lambda k=key, c=old: self.checks.__setitem__(k, c))
+        removed = [(k, self.checks.pop(k)) for k in [k for k in self.checks if k[0] == name]]
+        if removed:
+
+            def undo_checks() -> None:
+                for key, check in removed:
+                    self.checks[key] = check
+
+            txn.on_abort(undo_checks)
             txn.touch("checks")
         del self.nodes[name]
         txn.on_abort(lambda: self.nodes.__setitem__(name, existing))

@@ -101,10 +101,7 @@ class KVSTable:
 
     def _list_index(self, prefix: str, entries_max: int) -> int:
         idx = self.max_index(*KV_TABLES)
-        if prefix:
-            lindex = max(entries_max, self._graveyard_max(prefix))
-        else:
-            lindex = idx
+        lindex = max(entries_max, self._graveyard_max(prefix)) if prefix else idx
         return lindex if lindex else idx
 
     def kvs_lock_delay(self, key: str) -> float:
@@ -126,7 +123,7 @@ class KVSTable:
             for i in range(n + 1):
                 watches.notify(("kvp", key[:i]))
         else:
-            for wk in watches.keys():
+            for wk in watches.watched():
                 if isinstance(wk, tuple) and wk[0] == "kvp" and key.startswith(wk[1]):
                     watches.notify(wk)
 
@@ -268,9 +265,13 @@ class KVSTable:
     def reap_tombstones(self, txn: WriteTxn, up_to_index: int) -> int:
         """Forget tombstones at or below `up_to_index` (the leader's periodic reap)."""
         dead = [k for k, v in self.tombstones.items() if v <= up_to_index]
-        for key in dead:
-            old = self.tombstones.pop(key)
-            txn.on_abort(lambda k=key, v=old: self.tombstones.__setitem__(k, v))
+        restore: list[tuple[str, int]] = [(key, self.tombstones.pop(key)) for key in dead]
+
+        def undo() -> None:
+            for key, index in restore:
+                self.tombstones[key] = index
+
+        txn.on_abort(undo)
         if dead:
             txn.touch("tombstones")
         return len(dead)

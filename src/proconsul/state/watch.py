@@ -39,7 +39,7 @@ class Watches:
     def __len__(self) -> int:
         return len(self._chans)
 
-    def keys(self) -> list[Hashable]:
+    def watched(self) -> list[Hashable]:
         return list(self._chans)
 
     def notify_all(self) -> None:
