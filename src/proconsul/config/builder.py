@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from proconsul.config import defaults as dflt
@@ -40,8 +40,6 @@ from proconsul.config.schema import (
 )
 from proconsul.config.source import Decoded, Source, decode, hcl_fragments, load_files
 from proconsul.errors import ConfigError
-
-_T = TypeVar("_T")
 
 FLAGS_SOURCE_NAME = "command-line flags"
 _ANY_ADDRS = ("0.0.0.0", "::", "[::]")
@@ -70,7 +68,7 @@ def _flag_sources(values: Mapping[str, Any]) -> tuple[Source, Source]:
 
 
 def collect_sources(flags: AgentFlags, warnings: list[str]) -> list[Source]:
-    """Every source for these flags, lowest precedence first."""
+    """Sources lowest precedence first, so merging them in list order is Consul's precedence."""
     flag_lists, flag_rest = _flag_sources(flags.values)
     out = [dflt.default_source()]
     if flags.dev:
@@ -92,6 +90,7 @@ class Merged:
 
 def _merge_section(dst: dict[str, Any], src: Mapping[str, Any], spec: Section, path: str,
                    name: str, merged: Merged) -> None:
+    """Consul's merge: scalars replaced, lists appended, maps overlaid, sections recursed."""
     for key, value in src.items():
         sub = spec.fields[key]
         key_path = f"{path}.{key}" if path else key
@@ -114,6 +113,7 @@ def _merge_section(dst: dict[str, Any], src: Mapping[str, Any], spec: Section, p
 
 
 def merge(decoded: Iterable[Decoded]) -> Merged:
+    """Stack checked sources; provenance is kept so later errors can still name a file."""
     merged = Merged()
     for one in decoded:
         _merge_section(merged.data, one.data, TOP, "", one.name, merged)
@@ -339,7 +339,8 @@ class _Network:
     wan_ipv6: str
 
 
-def _detect(r: ConfigTree, any_addr: str, host: HostInfo) -> str:
+def _detect(any_addr: str, host: HostInfo) -> str:
+    """Consul advertises the one private (IPv6: public) address when bound to the any-address."""
     v6 = ipaddress.ip_address(any_addr).version == 6
     kind = "public IPv6" if v6 else "private IPv4"
     try:
@@ -382,7 +383,7 @@ def _network(r: ConfigTree, host: HostInfo) -> _Network:
     bind = binds[0]
     lan = r.first_ip("advertise_addr") or bind
     if _is_any(lan):
-        lan = _detect(r, lan, host)
+        lan = _detect(lan, host)
     wan = r.first_ip("advertise_addr_wan") or lan
     return _Network(
         bind=bind, advertise_lan=lan, advertise_wan=wan,

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import hcl
+from hcl.parser import HclParser
 
 from proconsul.config.duration import go_quote, parse_duration_ns
 from proconsul.config.schema import (
@@ -65,6 +66,45 @@ def format_from_name(name: str) -> str:
     return ""
 
 
+class _HclParser(HclParser):  # type: ignore[misc]  # pyhcl ships no type information
+    """pyhcl's grammar, with repeated keys kept as lists instead of merged.
+
+    pyhcl merges a repeated block into the first one key by key, and when a later block has a
+    nested object it lands in the wrong block (`service { name = "a" }` followed by
+    `service { name = "b"  meta { x = "1" } }` gives service "a" the meta). HCL1 as Consul
+    reads it keeps each block: repeated objects become a list, in file order; a repeated
+    plain assignment keeps the last value.
+    """
+
+    def objectlist_flat(self, lt: list[tuple[str, Any]], replace: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in lt:
+            previous = out.get(key)
+            if isinstance(value, dict) and isinstance(previous, dict):
+                out[key] = [previous, value]
+            elif (isinstance(value, dict) and isinstance(previous, list) and previous
+                  and all(isinstance(item, dict) for item in previous)):
+                out[key] = [*previous, value]
+            else:
+                out[key] = value
+        return out
+
+
+_hcl_lock = threading.Lock()
+_hcl_parser: _HclParser | None = None
+
+
+def _parse_hcl(text: str) -> Any:
+    """Parse HCL1 (or the JSON that HCL1 also accepts), keeping repeated blocks apart."""
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
+    global _hcl_parser
+    with _hcl_lock:
+        if _hcl_parser is None:
+            _hcl_parser = _HclParser()
+        return _hcl_parser.parse(text)
+
+
 def parse_text(name: str, text: str, fmt: str) -> Source | None:
     """Parse one document; None for empty text, which Consul skips rather than refuses."""
     if not text:
@@ -72,7 +112,7 @@ def parse_text(name: str, text: str, fmt: str) -> Source | None:
     if fmt not in FORMATS:
         raise ConfigError(f"failed to parse {name}: invalid format: {fmt}")
     try:
-        data = json.loads(text) if fmt == "json" else hcl.loads(text)
+        data = json.loads(text) if fmt == "json" else _parse_hcl(text)
     except ValueError as err:
         raise ConfigError(f"failed to parse {name}: {err}") from None
     if not isinstance(data, dict):
@@ -145,7 +185,7 @@ def sources_from_path(
 def load_files(
     paths: Iterable[str], config_format: str = "", warnings: list[str] | None = None
 ) -> list[Source]:
-    """All sources for the config paths, in command-line order then name order within a dir."""
+    """Sources for `-config-file`/`-config-dir` arguments; their order is merge precedence."""
     if config_format not in ("", *FORMATS):
         raise ConfigError("config: -config-format must be either 'hcl' or 'json'")
     out: list[Source] = []
@@ -278,7 +318,10 @@ class _Walker:
             items = self._as_list(path, value, single_ok=True)
             if items is None:
                 return _INVALID
-            out = [self.section(spec.item, v, f"{path}[{i}]") for i, v in enumerate(items)]
+            # A lone block is named without an index, as the user wrote it.
+            paths = [path] if isinstance(value, dict) else [
+                f"{path}[{i}]" for i in range(len(items))]
+            out = [self.section(spec.item, v, p) for v, p in zip(items, paths, strict=True)]
             return [v for v in out if v is not _INVALID]
         if isinstance(spec, SectionMap):
             raw = self._as_map(path, value)
