@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from proconsul.cli.api import APIError, Client, HTTPFlags, StatusError, TransportError
+from proconsul.cli.api import APIError, HTTPFlags, StatusError, TransportError
 from proconsul.cli.flags import FlagSet
 
 
@@ -117,7 +117,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_agent() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
@@ -162,7 +162,7 @@ def test_connection_refused_text() -> None:
 
 def test_key_with_leading_slash_is_refused(fake_agent: str) -> None:
     client = _config([f"-http-addr={fake_agent}"])[0].client()
-    with pytest.raises(APIError, match="Invalid key. Key must not begin with a '/': /x"):
+    with pytest.raises(APIError, match=r"Invalid key\. Key must not begin with a ./.: /x"):
         client.kv_put("/x", b"")
 
 
@@ -176,3 +176,82 @@ def test_cli_surfaces_errors(fake_agent: str, capsys: pytest.CaptureFixture[str]
     assert main(["watch", f"-http-addr={fake_agent}", "-type=key", "-key=k"]) == 1
     assert capsys.readouterr().err == (
         "Error querying Consul agent: Unexpected response code: 500 (No cluster leader)\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# TLS and unix sockets
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=consul.test", "-addext", "subjectAltName=DNS:consul.test,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+def tls_agent(certificate: tuple[Path, Path]) -> Iterator[str]:
+    import ssl
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(certificate[0]), str(certificate[1]))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_with_ca_file(tls_agent: str, certificate: tuple[Path, Path]) -> None:
+    client = _config([f"-http-addr=https://{tls_agent}", f"-ca-file={certificate[0]}"])[0].client()
+    assert client.kv_get("k")[0] is not None
+    port = tls_agent.rsplit(":", 1)[1]
+    named = _config([f"-http-addr=https://localhost:{port}", f"-ca-file={certificate[0]}",
+                     "-tls-server-name=consul.test:8501"])[0].client()
+    assert named.kv_get("k")[0] is not None
+
+
+def test_https_verification(tls_agent: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TransportError, match="certificate verify failed"):
+        _config([f"-http-addr=https://{tls_agent}"])[0].client().kv_get("k")
+    monkeypatch.setenv("CONSUL_HTTP_SSL", "true")
+    monkeypatch.setenv("CONSUL_HTTP_SSL_VERIFY", "false")
+    client = _config([f"-http-addr={tls_agent}"])[0].client()
+    assert client.kv_get("k")[0] is not None
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    import socketserver
+
+    class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    class UnixHandler(_Handler):
+        def address_string(self) -> str:
+            return "unix"
+
+    path = tmp_path / "agent.sock"
+    server = UnixServer(str(path), UnixHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        client = _config([f"-http-addr=unix://{path}"])[0].client()
+        pair, meta = client.kv_get("k")
+        assert pair is not None and meta.last_index == 7
+    finally:
+        server.shutdown()
+        server.server_close()

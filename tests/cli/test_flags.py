@@ -1,10 +1,17 @@
-"""Unit tests of the CLI plumbing: Go flag grammar, help layout, dispatch and output formatting."""
+"""Unit tests of the CLI plumbing: Go flag grammar, help layout, dispatch, output formatting,
+and the watch loop's change detection (against a scripted client)."""
 
 from __future__ import annotations
 
+import json
+import re
+from email.message import Message
+
 import pytest
 
+from proconsul.cli import log
 from proconsul.cli import main as cli_main
+from proconsul.cli.api import Client, ClientConfig, Params, Response
 from proconsul.cli.flags import (
     COMMAND_GROUP,
     HTTP_GROUP,
@@ -19,7 +26,15 @@ from proconsul.cli.flags import (
 )
 from proconsul.cli.kv import go_clean, go_join, go_json, pretty_pair, tabwrite
 from proconsul.cli.members import address, columnize, standard_lines
-from proconsul.cli.watch import PlanError, event_index, exit_text, kv_pair_view, parse_plan
+from proconsul.cli.watch import (
+    PlanError,
+    TokenBucket,
+    Watcher,
+    event_index,
+    exit_text,
+    kv_pair_view,
+    parse_plan,
+)
 
 
 class _Flags:
@@ -319,6 +334,13 @@ def test_watch_plans() -> None:
         assert str(info.value) == message
 
 
+def test_log_line_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    log("ERROR", "watch", "Watch errored", type="key", error='say "hi"', retry="5s")
+    line = capsys.readouterr().err
+    assert re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d{4}) \[ERROR\] watch: '
+                        r'Watch errored: type=key error="say \\"hi\\"" retry=5s\n', line)
+
+
 def test_watch_shapes() -> None:
     server = {"LockIndex": 0, "Key": "k", "Flags": 0, "Value": None, "CreateIndex": 3,
               "ModifyIndex": 4}
@@ -327,3 +349,65 @@ def test_watch_shapes() -> None:
     assert event_index("00000000-0000-0001-0000-000000000003") == 1 ^ 3
     assert exit_text(3) == "exit status 3"
     assert exit_text(-9) == "signal: killed"
+
+
+class _ScriptedClient(Client):
+    """Answers each blocking query from a script of (index, body) and records the index sent."""
+
+    def __init__(self, script: list[tuple[int, object]]) -> None:
+        super().__init__(ClientConfig())
+        self.script = list(script)
+        self.sent: list[int] = []
+
+    def request(self, method: str, path: str, params: Params | None = None,
+                body: bytes | None = None, timeout: float | None = None) -> Response:
+        sent = dict(params or [])
+        self.sent.append(int(sent.get("index", "0")))
+        if not self.script:
+            raise _Done()
+        index, doc = self.script.pop(0)
+        headers = Message()
+        headers["X-Consul-Index"] = str(index)
+        return Response(200, headers, json.dumps(doc).encode())
+
+
+class _Done(Exception):
+    pass
+
+
+def _watch(kind: str, script: list[tuple[int, object]]) -> tuple[list[tuple[int, object]],
+                                                                 list[int]]:
+    client = _ScriptedClient(script)
+    calls: list[tuple[int, object]] = []
+    plan = parse_plan({"type": kind, "name": "e"} if kind == "event" else {"type": kind})
+    def handler(index: int, result: object) -> bool:
+        calls.append((index, result))
+        return True
+
+    watcher = Watcher(client, plan, handler)
+    watcher.bucket = TokenBucket(rate=1e6, burst=1e6)
+    with pytest.raises(_Done):
+        watcher.run()
+    return calls, client.sent
+
+
+def test_watcher_fires_on_first_result_and_real_changes_only() -> None:
+    calls, sent = _watch("services", [
+        (5, {"a": []}),
+        (5, {"a": []}),            # timeout: same index
+        (6, {"a": []}),            # spurious wake-up: new index, same data
+        (7, {"a": [], "b": []}),   # a change
+        (3, {"a": [], "b": []}),   # index went backwards: reset, no call
+        (4, {"c": []}),
+    ])
+    assert calls == [(5, {"a": []}), (7, {"a": [], "b": []}), (4, {"c": []})]
+    assert sent == [0, 5, 5, 6, 7, 0, 4]
+
+
+def test_watcher_prunes_seen_events() -> None:
+    first = {"ID": "00000000-0000-0001-0000-000000000003", "Name": "e"}
+    second = {"ID": "00000000-0000-0002-0000-000000000001", "Name": "e"}
+    calls, sent = _watch("event", [(event_index(first["ID"]), [first]),
+                                   (event_index(second["ID"]), [first, second])])
+    assert calls == [(2, [first]), (3, [second])]
+    assert sent == [0, 2, 3]

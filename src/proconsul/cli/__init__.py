@@ -2,12 +2,14 @@
 
 Commands follow Consul's grammar and output byte for byte where scripts read it.  The helpers here
 write lines the way Consul's `cli.Ui` does: results on stdout, errors on stderr, one trailing
-newline each, and raw bytes untouched (KV values need not be UTF-8).
+newline each, and raw bytes untouched (KV values need not be UTF-8); background complaints (a
+failing watch query, an unparsable environment variable) are logged in hclog's layout.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 
 def out(text: str = "") -> None:
@@ -27,3 +29,18 @@ def err(text: str) -> None:
     """An error line on stderr."""
     sys.stderr.write(text + "\n")
     sys.stderr.flush()
+
+
+_LEVELS = {"ERROR": "[ERROR]", "WARN": "[WARN] ", "INFO": "[INFO] ", "DEBUG": "[DEBUG]"}
+
+
+def log(level: str, name: str, message: str, **fields: str) -> None:
+    """A log line on stderr in hclog's layout, as Consul's client libraries log."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+    zone = time.strftime("%z", time.localtime(now))
+    zone = "Z" if zone in ("+0000", "-0000") else zone
+    pairs = "".join(f' {k}="{v}"' if (" " in v or '"' in v or not v) else f" {k}={v}"
+                    for k, v in ((k, v.replace('"', '\\"')) for k, v in fields.items()))
+    err(f"{stamp}.{int(now * 1000) % 1000:03d}{zone} {_LEVELS.get(level, level)} {name}: "
+        f"{message}{':' + pairs if pairs else ''}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
+from proconsul.cli import log
 from proconsul.cli.flags import HTTP_GROUP, FlagSet, parse_bool
 
 DEFAULT_ADDRESS = "127.0.0.1:8500"
@@ -88,7 +89,7 @@ class ClientConfig:
     key_file: str = ""
     tls_server_name: str = ""
     insecure_skip_verify: bool = False
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _env(name: str) -> str:
@@ -113,8 +114,8 @@ def config_from_env() -> ClientConfig:
         try:
             enabled = parse_bool(raw)
         except ValueError:
-            cfg.warnings.append(f"could not parse {name}: error=\"strconv.ParseBool: parsing "
-                                f"{json.dumps(raw)}: invalid syntax\"")
+            cfg.warnings.append((f"could not parse {name}",
+                                 f"strconv.ParseBool: parsing {json.dumps(raw)}: invalid syntax"))
             enabled = False
         if attr == "scheme" and enabled:
             cfg.scheme = "https"
@@ -234,6 +235,8 @@ class HTTPFlags:
             cfg.datacenter = self.datacenter_flag.value
         token_file = self.token_file.value if self.token_file.is_set else _env(
             "CONSUL_HTTP_TOKEN_FILE")
+        for message, error in cfg.warnings:
+            log("WARN", "consul-api", message, error=error)
         return finish_config(cfg, token_file)
 
     def client(self) -> Client:

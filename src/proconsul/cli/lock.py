@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -131,17 +132,27 @@ class SessionKeeper:
             self._destroy()
 
 
+@dataclass(frozen=True)
+class Options:
+    """How to contend: the session name, monitor tolerance, one-shot budget and stop test."""
+
+    name: str
+    monitor_retries: int
+    try_once: bool
+    wait_ns: int
+    should_stop: Callable[[], bool]
+
+
 class _Acquirer:
     """What a lock and a semaphore share: the session, the wait budget and the monitor."""
 
-    def __init__(self, client: Client, name: str, monitor_retries: int, try_once: bool,
-                 wait_ns: int, should_stop: Callable[[], bool]) -> None:
+    def __init__(self, client: Client, opts: Options) -> None:
         self.client = client
-        self.name = name
-        self.monitor_retries = monitor_retries
-        self.try_once = try_once
-        self.wait_ns = wait_ns if try_once else LOCK_WAIT_NS
-        self.should_stop = should_stop
+        self.name = opts.name
+        self.monitor_retries = opts.monitor_retries
+        self.try_once = opts.try_once
+        self.wait_ns = opts.wait_ns if opts.try_once else LOCK_WAIT_NS
+        self.should_stop = opts.should_stop
         self.session: SessionKeeper | None = None
         self.held = False
         self.lost: threading.Event | None = None
@@ -200,8 +211,8 @@ class _Acquirer:
 class Lock(_Acquirer):
     """api.Lock on `<prefix>/.lock`."""
 
-    def __init__(self, client: Client, key: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(client, *args, **kwargs)
+    def __init__(self, client: Client, key: str, opts: Options) -> None:
+        super().__init__(client, opts)
         self.key = key
         self.session_id = ""
 
@@ -296,9 +307,8 @@ class Lock(_Acquirer):
 class Semaphore(_Acquirer):
     """api.Semaphore: contender keys `<prefix>/<session>` and a holder set in `<prefix>/.lock`."""
 
-    def __init__(self, client: Client, prefix: str, limit: int, *args: Any,
-                 **kwargs: Any) -> None:
-        super().__init__(client, *args, **kwargs)
+    def __init__(self, client: Client, prefix: str, limit: int, opts: Options) -> None:
+        super().__init__(client, opts)
         self.prefix = prefix
         self.limit = limit
         self.lock_key = go_join(prefix, SEMAPHORE_KEY)
@@ -586,6 +596,29 @@ class _Child:
             err(f"Failed to kill {proc.pid}: {exc}")
 
 
+def _hold(child: _Child, lost: threading.Event, signals: _Signals, verbose: bool) -> int:
+    """Run the child while the lock holds; 2 when the child itself failed, as Consul reports."""
+    signals.child = child.start()
+    try:
+        while True:
+            if signals.shutdown:
+                if verbose:
+                    out("Shutdown triggered, killing child")
+                child.kill()
+                return 0
+            if lost.is_set():
+                if verbose:
+                    out("Lock lost, killing child")
+                child.kill()
+                return 0
+            if child.done.wait(0.1):
+                if verbose:
+                    out("Child terminated, releasing lock")
+                return 2 if child.failed else 0
+    finally:
+        signals.child = None
+
+
 def run(argv: list[str]) -> int:
     f = _Flags()
     extra = parse_args(f.fs, argv)
@@ -620,17 +653,21 @@ def run(argv: list[str]) -> int:
     signals = _Signals()
     signals.install()
     verbose = f.verbose.value
-    common = (name, f.monitor_retry.value, oneshot, f.timeout.value, lambda: signals.shutdown)
+    common = Options(name, f.monitor_retry.value, oneshot, f.timeout.value,
+                     lambda: signals.shutdown)
     lock: Lock | Semaphore
     if f.limit.value == 1:
         key = go_join(prefix, SEMAPHORE_KEY)
         if verbose:
             out(f"Setting up lock at path: {key}")
-        lock = Lock(client, key, *common)
+        lock = Lock(client, key, common)
     else:
         if verbose:
             out(f"Setting up semaphore (limit {f.limit.value}) at prefix: {prefix}")
-        lock = Semaphore(client, prefix, f.limit.value, *common)
+        if not prefix:
+            err("Lock setup failed: missing prefix")
+            return 1
+        lock = Semaphore(client, prefix, f.limit.value, common)
 
     if verbose:
         out("Attempting lock acquisition")
@@ -653,25 +690,7 @@ def run(argv: list[str]) -> int:
         err("Shutdown triggered during lock acquisition")
     else:
         child = _Child(extra[1:], f.shell.value, f.pass_stdin.value, verbose)
-        signals.child = child.start()
-        while True:
-            if signals.shutdown:
-                if verbose:
-                    out("Shutdown triggered, killing child")
-                child.kill()
-                break
-            if lost.is_set():
-                if verbose:
-                    out("Lock lost, killing child")
-                child.kill()
-                break
-            if child.done.wait(0.1):
-                if child.failed:
-                    child_code = 2
-                if verbose:
-                    out("Child terminated, releasing lock")
-                break
-        signals.child = None
+        child_code = _hold(child, lost, signals, verbose)
 
     try:
         lock.release()

@@ -13,7 +13,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proconsul.cli import err
 
@@ -95,16 +95,15 @@ def command_help(name: str) -> str:
 @dataclass
 class _Parsed:
     command: str = ""
-    args: list[str] | None = None
+    args: list[str] = field(default_factory=list)
     is_help: bool = False
     is_version: bool = False
-    top_flags: list[str] | None = None
+    top_flags: list[str] = field(default_factory=list)
 
 
 def _resolve(argv: list[str]) -> _Parsed:
     """mitchellh/cli's processArgs: find help/version flags and the (possibly nested) command."""
-    parsed = _Parsed(args=[], top_flags=[])
-    assert parsed.top_flags is not None
+    parsed = _Parsed()
     for i, arg in enumerate(argv):
         if arg == "--":
             break
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    if parsed.is_version and not parsed.command:
+    if parsed.is_version:
         return _run("version", [])
     if parsed.is_help and not parsed.command:
         sys.stdout.write(command_list())
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(parsed.command, ["-h"])
         sys.stdout.write(command_help(parsed.command))
         return 0
-    return _run(parsed.command, parsed.args or [])
+    return _run(parsed.command, parsed.args)
 
 
 def _run(name: str, args: list[str]) -> int:
@@ -173,10 +172,11 @@ def _run(name: str, args: list[str]) -> int:
         err(command_help(name).rstrip("\n"))
         return 1
     try:
-        code = _load(entry, entry.run)(args)
+        command = _load(entry, entry.run)
     except ImportError as exc:
         err(f"Error executing CLI: {exc}")
         return 1
+    code = command(args)
     return int(code) if isinstance(code, int) else 0
 
 

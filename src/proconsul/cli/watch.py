@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from proconsul.cli import err, out
+from proconsul.cli import err, log, out
 from proconsul.cli.api import APIError, Client, HTTPFlags, Params
 from proconsul.cli.flags import Flag, FlagSet, format_duration, parse_args, parse_bool
 from proconsul.cli.kv import go_json
@@ -218,7 +218,9 @@ class Watcher:
             if self.last_index is not None and index == self.last_index:
                 continue
             previous = self.last_index
-            self.last_index = 0 if previous is not None and index < previous else index
+            went_back = previous is not None and index < previous
+            # Event-list indexes come from random event IDs and carry no order to reset on.
+            self.last_index = 0 if went_back and self.plan.kind != "event" else index
             if self.fired and result == self.last_result:
                 continue
             self.fired = True
@@ -227,12 +229,8 @@ class Watcher:
                 return
 
     def _log_error(self, exc: APIError, retry_s: float) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
-        zone = time.strftime("%z")
-        text = str(exc).replace('"', '\\"')
-        err(f"{stamp}.{int(time.time() * 1000) % 1000:03d}{zone} [ERROR] watch: Watch errored: "
-            f"type={self.plan.kind} error=\"{text}\" "
-            f"retry={format_duration(int(retry_s * 1e9))}")
+        log("ERROR", "watch", "Watch errored", type=self.plan.kind, error=str(exc),
+            retry=format_duration(int(retry_s * 1e9)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,10 +247,12 @@ def exit_text(code: int) -> str:
     """Go's *exec.ExitError text for a finished child."""
     if code >= 0:
         return f"exit status {code}"
-    names = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated", signal.SIGINT: "interrupt",
-             signal.SIGHUP: "hangup", signal.SIGQUIT: "quit", signal.SIGABRT: "aborted",
-             signal.SIGSEGV: "segmentation fault", signal.SIGPIPE: "broken pipe"}
-    return f"signal: {names.get(signal.Signals(-code), f'signal {-code}')}"
+    names: dict[int, str] = {signal.SIGKILL: "killed", signal.SIGTERM: "terminated",
+                             signal.SIGINT: "interrupt",
+                             signal.SIGHUP: "hangup", signal.SIGQUIT: "quit",
+                             signal.SIGABRT: "aborted", signal.SIGSEGV: "segmentation fault",
+                             signal.SIGPIPE: "broken pipe"}
+    return f"signal: {names.get(-code, f'signal {-code}')}"
 
 
 class _Flags:
