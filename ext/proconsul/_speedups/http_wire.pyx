@@ -457,8 +457,9 @@ def encode_response(
     """The bytes of a complete response: status line, headers, framing, Date, then the body.
 
     `head` leaves the body out but keeps its Content-Length (the answer to HEAD, or a head
-    written before a large body that the caller sends on its own). 1xx and 204 answers carry
-    neither a length nor a body. `http10` answers in HTTP/1.0, where keep-alive must be said.
+    written before a large body that the caller sends on its own). 1xx, 204 and 304 answers
+    carry neither a length nor a body, as in Go. `http10` answers in HTTP/1.0, where keep-alive
+    must be said.
     """
     cdef char stack[STACK_SIZE]
     cdef char number[48]
@@ -477,7 +478,7 @@ def encode_response(
     try:
         _put_bytes(&buf, _status_line(status, http10))
         _put_headers(&buf, headers)
-        if (100 <= code < 200) or code == 204:
+        if (100 <= code < 200) or code == 204 or code == 304:
             body_len = 0
         else:
             _put(&buf, number, snprintf(number, sizeof(number),

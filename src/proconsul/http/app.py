@@ -177,9 +177,10 @@ class APIApp:
         path = req.path
         if not path.isprintable():
             return Response(400, b"", [("Content-Type", TEXT)])
-        cleaned = clean_path(path)
-        if cleaned != path:
-            return self._redirect(req, cleaned)
+        if "//" in path or "/." in path:
+            cleaned = clean_path(path)
+            if cleaned != path:
+                return self._redirect(req, cleaned)
         if path == "/":
             return text_response(200, INDEX_TEXT)
         route = self.match(path)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import types
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from typing import Any, cast
 
 from proconsul.errors import ConnectionLimit, HTTPError, HTTPParseError
@@ -71,6 +72,52 @@ def _accepts_gzip(value: str) -> bool:
     if len(_accepts_gzip_cache) < 64:
         _accepts_gzip_cache[value] = accepted
     return accepted
+
+
+def _gzip(body: bytes, level: int) -> bytes:
+    """gzip with zlib's window and hash sized to the body.
+
+    Most Consul answers are a few hundred bytes; full-size zlib state is ~256 KiB allocated and
+    cleared per answer, which costs more than compressing. A window at least as long as the
+    body finds the same matches, so the output stays as small.
+    """
+    bits = min(15, max(9, (len(body) - 1).bit_length()))
+    packer = zlib.compressobj(level, zlib.DEFLATED, 16 + bits, max(1, min(8, bits - 7)))
+    return packer.compress(body) + packer.flush()
+
+
+def _outcome(task: asyncio.Future[Any]) -> object:
+    """A finished handler task's Response or exception; None when it was cancelled."""
+    if task.cancelled():
+        return None
+    error = task.exception()
+    return task.result() if error is None else error
+
+
+@types.coroutine
+def _drive(coro: Coroutine[Any, Any, Response], waiting_on: Any) -> Generator[Any, Any, Response]:
+    """Continue a handler that was started outside a task and stopped at `waiting_on`.
+
+    The task running this sees the same future the handler yielded, so waking, results and
+    cancellation reach the handler exactly as if the task had started it.
+    """
+    while True:
+        try:
+            value = yield waiting_on
+        except BaseException as exc:
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration as stop:
+                return cast(Response, stop.value)
+        else:
+            try:
+                waiting_on = coro.send(value)
+            except StopIteration as stop:
+                return cast(Response, stop.value)
+
+
+async def _resume(coro: Coroutine[Any, Any, Response], waiting_on: Any) -> Response:
+    return await _drive(coro, waiting_on)
 
 
 def _plain(status: int, message: str, keep_alive: bool = False) -> bytes:
@@ -169,12 +216,14 @@ class HttpProtocol(asyncio.Protocol):
         "_continue_owed",
         "_current",
         "_drain_waiter",
+        "_eager",
         "_eof_since",
         "_final",
         "_gzip",
         "_limits",
         "_linger_since",
         "_loop",
+        "_paused_since",
         "_queue",
         "_reader",
         "_reading_paused",
@@ -196,6 +245,7 @@ class HttpProtocol(asyncio.Protocol):
         self._limits = limits if limits is not None else HttpLimits()
         self._tracker = tracker if tracker is not None else ConnectionTracker(self._limits)
         self._gzip = self._limits.gzip
+        self._eager = self._limits.eager_handlers and not _EAGER_TASKS
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._queue: deque[tuple[Request, bool]] = deque()
@@ -209,6 +259,7 @@ class HttpProtocol(asyncio.Protocol):
         self._continue_owed = False
         self._final: bytes | None = None
         self._linger_since = -1.0
+        self._paused_since = 0.0
         self._eof_since = -1.0
         self._watch_key = 0
         self._watch_since = 0.0
@@ -228,6 +279,8 @@ class HttpProtocol(asyncio.Protocol):
             status = 503 if self._tracker.closing else 429
             transport.write(_plain(status, "too many connections from this address"))
             self._start_linger()
+            # Untracked, so the sweep does not see it: bound its linger with a timer.
+            self._loop.call_later(self._limits.linger_timeout, self._abort_transport)
             return
         self._reader = RequestReader(
             self._queue, remote, self._app.body_limit, self._limits.max_header_bytes
@@ -252,7 +305,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
-        if reader is None or self._linger_since >= 0 or self._final is not None:
+        transport = self._transport
+        if reader is None or transport is None or self._linger_since >= 0 or self._final:
             return  # answering an error or lingering before close: drop what arrives
         try:
             reader.feed(data)
@@ -267,8 +321,7 @@ class HttpProtocol(asyncio.Protocol):
                 self._continue_owed = True
             if len(self._queue) >= self._limits.max_pipelined and not self._reading_paused:
                 self._reading_paused = True
-                assert self._transport is not None
-                self._transport.pause_reading()
+                transport.pause_reading()
         if self._task is None:
             self._pump()
 
@@ -282,6 +335,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._paused_since = self._loop.time()
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -296,16 +350,19 @@ class HttpProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ requests
 
     def _pump(self) -> None:
-        """Start the next queued request, or finish the connection's pending business."""
+        """Answer queued requests in order, then settle what the connection still owes.
+
+        A loop rather than recursion: one read can queue hundreds of pipelined requests, and
+        handlers that finish without waiting are answered in this same pass.
+        """
         queue = self._queue
-        if queue:
-            if self._write_paused or self._transport is None:
+        while queue:
+            if self._task is not None or self._write_paused or self._transport is None:
                 return
             request, keep_alive = queue.popleft()
             self._start(request, keep_alive)
-            return
         transport = self._transport
-        if transport is None or self._linger_since >= 0:
+        if self._task is not None or transport is None or self._linger_since >= 0:
             return
         if self._reading_paused:
             self._reading_paused = False
@@ -314,53 +371,67 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(self._final)
             self._start_linger()
         elif self._eof_since >= 0:
-            self._abort_transport()
+            self._close_transport()
         elif self._continue_owed:
             self._continue_owed = False
             transport.write(CONTINUE)
 
     def _start(self, request: Request, keep_alive: bool) -> None:
+        """Run the handler; answer now if it finished, else when its task does."""
         try:
-            coro = self._app.handle(request)
+            coro: Coroutine[Any, Any, Response] = self._app.handle(request)
+            if self._eager:
+                try:
+                    waiting_on = coro.send(None)
+                except StopIteration as stop:
+                    self._finish(request, keep_alive, stop.value)
+                    return
+                coro = _resume(coro, waiting_on)
+        except asyncio.CancelledError:
+            self._close_transport()
+            return
         except Exception as exc:
-            self._respond(request, self._failure(request, exc), keep_alive)
-            self._pump()
+            self._finish(request, keep_alive, exc)
             return
         self._current = (request, keep_alive)
         if _EAGER_TASKS:
             task = asyncio.Task(coro, loop=self._loop, eager_start=True)  # type: ignore[call-arg]
+            if task.done():
+                self._current = None
+                outcome = _outcome(task)
+                if outcome is None:
+                    self._close_transport()
+                else:
+                    self._finish(request, keep_alive, outcome)
+                return
         else:
             task = self._loop.create_task(coro)
         self._task = task
-        if task.done():
-            self._handler_done(task)
-        else:
-            task.add_done_callback(self._handler_done)
+        task.add_done_callback(self._handler_done)
 
     def _handler_done(self, task: asyncio.Future[Any]) -> None:
-        if task.cancelled():
-            response = None
-        else:
-            error = task.exception()
-            response = task.result() if error is None else error
+        outcome = _outcome(task)
         if task is not self._task or self._current is None:
             return  # the connection went away or was aborted meanwhile
         request, keep_alive = self._current
         self._task = None
         self._current = None
-        if response is None:
-            self._abort_transport()
+        if outcome is None:
+            self._close_transport()
             return
-        if type(response) is not Response:
-            if isinstance(response, BaseException):
-                response = self._failure(request, response)
-            elif not isinstance(response, Response):
-                response = self._failure(
-                    request, TypeError(f"handler returned {type(response).__name__}")
+        self._finish(request, keep_alive, outcome)
+        self._pump()
+
+    def _finish(self, request: Request, keep_alive: bool, outcome: object) -> None:
+        """Answer with what the handler produced: a Response, or the exception it raised."""
+        if type(outcome) is not Response:
+            if isinstance(outcome, BaseException):
+                outcome = self._failure(request, outcome)
+            elif not isinstance(outcome, Response):
+                outcome = self._failure(
+                    request, TypeError(f"handler returned {type(outcome).__name__}")
                 )
-        self._respond(request, response, keep_alive)
-        if self._task is None:
-            self._pump()
+        self._respond(request, outcome, keep_alive)
 
     def _failure(self, request: Request, exc: BaseException) -> Response:
         """The answer to a handler that raised: its status when it is an HTTPError, else 500."""
@@ -388,26 +459,33 @@ class HttpProtocol(asyncio.Protocol):
         if response.stream is not None:
             self._start_stream(request, response, keep_alive)
             return
-        status = response.status
-        body = response.body
-        headers = response.headers
-        if body and self._gzip:
-            accept = request.headers.get("accept-encoding")
-            if (
-                accept is not None
-                and _accepts_gzip(accept)
-                and request.method != "HEAD"
-                and not any(name.lower() == "content-encoding" for name, _ in headers)
-            ):
-                body = zlib.compress(body, self._limits.gzip_level, wbits=31)
-                headers = [*headers, *_GZIP_HEADERS]
-        head = request.method == "HEAD"
-        http10 = request.version == "1.0"
-        if len(body) > _LARGE_BODY and not head and status >= 200 and status != 204:
-            transport.write(encode_response(status, headers, body, keep_alive, True, http10))
-            transport.write(body)
-        else:
-            transport.write(encode_response(status, headers, body, keep_alive, head, http10))
+        try:
+            status = response.status
+            body = response.body
+            headers = response.headers
+            if self._gzip and body and len(body) >= self._limits.gzip_min_size:
+                accept = request.headers.get("accept-encoding")
+                if (
+                    accept is not None
+                    and _accepts_gzip(accept)
+                    and request.method != "HEAD"
+                    and not any(name.lower() == "content-encoding" for name, _ in headers)
+                ):
+                    body = _gzip(body, self._limits.gzip_level)
+                    headers = [*headers, *_GZIP_HEADERS]
+            head = request.method == "HEAD"
+            http10 = request.version == "1.0"
+            if len(body) > _LARGE_BODY and not head and status >= 200 and status not in (204, 304):
+                data = encode_response(status, headers, body, keep_alive, True, http10)
+                transport.write(data)
+                transport.write(body)
+            else:
+                transport.write(encode_response(status, headers, body, keep_alive, head, http10))
+        except Exception as exc:
+            # A response the wire cannot carry (a header that is not text, a body that is not
+            # bytes) is the handler's bug: answer 500 rather than fail the connection.
+            self._failure(request, exc)
+            transport.write(_plain(500, f"invalid response: {exc}", keep_alive))
         if not keep_alive:
             self._queue.clear()
             self._start_linger()
@@ -421,7 +499,13 @@ class HttpProtocol(asyncio.Protocol):
         http10 = request.version == "1.0"
         if http10:
             keep_alive = False
-        transport.write(encode_stream_head(response.status, response.headers, keep_alive, http10))
+        try:
+            head = encode_stream_head(response.status, response.headers, keep_alive, http10)
+        except Exception as exc:
+            self._failure(request, exc)
+            transport.write(_plain(500, f"invalid response: {exc}", keep_alive))
+            return
+        transport.write(head)
         if request.method == "HEAD":
             if not keep_alive:
                 self._start_linger()
@@ -466,9 +550,9 @@ class HttpProtocol(asyncio.Protocol):
                 error,
                 exc_info=error,
             )
-            self._abort_transport()
+            self._close_transport()
         elif task.cancelled():
-            self._abort_transport()
+            self._close_transport()
         elif not keep_alive:
             self._start_linger()
         else:
@@ -507,12 +591,19 @@ class HttpProtocol(asyncio.Protocol):
         else:
             transport.close()
 
-    def _abort_transport(self) -> None:
+    def _close_transport(self) -> None:
         """Close (flushing what is buffered) and stop writing: the connection is finished."""
         transport = self._transport
         if transport is not None:
             self._transport = None
             transport.close()
+
+    def _abort_transport(self) -> None:
+        """Drop the connection without flushing: for clients that no longer read."""
+        transport = self._transport
+        if transport is not None:
+            self._transport = None
+            transport.abort()
 
     def check_timeouts(self, now: float) -> None:
         """Close the connection if the client let a read phase overrun (called by the sweep).
@@ -537,6 +628,10 @@ class HttpProtocol(asyncio.Protocol):
         reader = self._reader
         if reader is None:
             return
+        if self._write_paused and now - self._paused_since >= limits.idle_timeout:
+            _log.debug("closing connection from %s: it stopped reading answers", self._client)
+            self._abort_handler()
+            return
         if self._task is not None or self._queue or self._reading_paused or self._write_paused:
             self._watch_since = now  # waiting on us, not on the client
             return
@@ -554,7 +649,7 @@ class HttpProtocol(asyncio.Protocol):
             timeout = limits.body_timeout
         if now - self._watch_since >= timeout:
             _log.debug("closing connection from %s: read timeout", self._client)
-            self._abort_transport()
+            self._close_transport()
 
     def _abort_handler(self) -> None:
         task = self._task
@@ -570,7 +665,7 @@ class HttpProtocol(asyncio.Protocol):
         reader = self._reader
         idle = self._task is None and not self._queue
         if idle and (reader is None or reader.state == IDLE):
-            self._abort_transport()
+            self._close_transport()
 
     def abort(self) -> None:
         """Cancel the running handler and close the connection without an answer."""

@@ -164,6 +164,17 @@ def parse_query(query: bytes) -> dict[str, list[str]]:
     instead of being dropped; empty pieces between `&` are skipped as url.ParseQuery does.
     """
     result: dict[str, list[str]] = {}
+    if b"%" not in query and b"+" not in query:
+        # Nothing to unescape (the usual case): split the decoded text directly.
+        for piece in query.decode("utf-8", "replace").split("&"):
+            if piece:
+                name, _, value = piece.partition("=")
+                values = result.get(name)
+                if values is None:
+                    result[name] = [value]
+                else:
+                    values.append(value)
+        return result
     for part in query.split(b"&"):
         if not part:
             continue
@@ -253,10 +264,11 @@ def encode_response(
     """The bytes of a complete response: status line, headers, framing, Date, then the body.
 
     `head` leaves the body out but keeps its Content-Length (the answer to HEAD, or a head
-    written before a large body that the caller sends on its own). 1xx and 204 answers carry
-    neither a length nor a body. `http10` answers in HTTP/1.0, where keep-alive must be said.
+    written before a large body that the caller sends on its own). 1xx, 204 and 304 answers
+    carry neither a length nor a body, as in Go. `http10` answers in HTTP/1.0, where keep-alive
+    must be said.
     """
-    if 100 <= status < 200 or status == 204:
+    if 100 <= status < 200 or status == 204 or status == 304:
         length = b""
         body = b""
     else:
