@@ -57,28 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def api_for(agent: Agent, pretty: bool) -> tuple[APIApp, HttpLimits]:
     """The API application and HTTP limits, built from the agent's server as Agent.start does."""
-    from proconsul.agent.agent import Backend
-    from proconsul.http.api import build_app
-    from proconsul.http.app import APIApp
-    from proconsul.http.limits import HttpLimits
-
-    cfg = agent.config
-    assert agent.server is not None
-    app = APIApp(
-        pretty=pretty,
-        kv_max_value_size=cfg.limits.kv_max_value_size,
-        txn_max_req_len=cfg.limits.txn_max_req_len,
-        response_headers=dict(cfg.http_config.response_headers),
-        block_endpoints=list(cfg.http_config.block_endpoints),
-        discovery_max_stale=cfg.discovery_max_stale,
-        datacenter=cfg.datacenter,
-    )
-    build_app(Backend(agent.server, agent), app)
-    limits = HttpLimits(
-        max_header_bytes=cfg.http_config.max_header_bytes or (1 << 20),
-        max_conns_per_client=cfg.limits.http_max_conns_per_client,
-    )
-    return app, limits
+    return agent.http_api(pretty)
 
 
 def aiohttp_application(api: APIApp) -> web.Application:

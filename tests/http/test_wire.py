@@ -451,3 +451,25 @@ def test_reader_matches(
         except (HTTPParseError, ConnectionLimit) as exc:
             results.append([type(exc).__name__])
     assert results[0] == results[1]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@needs_compiled
+@pytest.mark.c_extension
+@given(value=JSON_VALUES, noise=st.binary(max_size=64))
+def test_widen_indent_matches(value: object, noise: bytes) -> None:
+    import orjson
+
+    c, py = _twins()
+    data = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    widened = c.widen_indent(data)
+    assert widened == py.widen_indent(data)
+    assert orjson.loads(widened) == value
+    assert c.widen_indent(noise) == py.widen_indent(noise)

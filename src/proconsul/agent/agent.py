@@ -82,8 +82,24 @@ class Agent:
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)
+        app, limits = self.http_api(cfg.pretty_json)
+        for host, port in cfg.http_addrs:
+            srv = HttpServer(app, limits)
+            if host.startswith("unix://"):
+                await srv.listen_unix(host[len("unix://"):])
+                log.info("Started HTTP server: address=%s network=unix", host)
+            else:
+                await srv.listen(host, port)
+                log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
+            self.http.append(srv)
+
+    def http_api(self, pretty: bool) -> tuple[APIApp, HttpLimits]:
+        """The /v1 application over this agent's server, and the HTTP limits from its config
+        (also used by benches that put the same application behind another HTTP stack)."""
+        cfg = self.config
+        assert self.server is not None, "start() builds the server first"
         app = APIApp(
-            pretty=cfg.dev,
+            pretty=pretty,
             kv_max_value_size=cfg.limits.kv_max_value_size,
             txn_max_req_len=cfg.limits.txn_max_req_len,
             response_headers=dict(cfg.http_config.response_headers),
@@ -96,15 +112,7 @@ class Agent:
             max_header_bytes=cfg.http_config.max_header_bytes or (1 << 20),
             max_conns_per_client=cfg.limits.http_max_conns_per_client,
         )
-        for host, port in cfg.http_addrs:
-            srv = HttpServer(app, limits)
-            if host.startswith("unix://"):
-                await srv.listen_unix(host[len("unix://"):])
-                log.info("Started HTTP server: address=%s network=unix", host)
-            else:
-                await srv.listen(host, port)
-                log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
-            self.http.append(srv)
+        return app, limits
 
     async def run(self) -> int:
         """Serve until leave, SIGTERM or SIGINT; SIGHUP reloads. Returns the exit code."""

@@ -3,16 +3,11 @@ newline when pretty (`?pretty`, and always in -dev)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
-_INDENT = re.compile(rb"(?m)^( +)")
-
-
-def _double(m: re.Match[bytes]) -> bytes:
-    return m.group(1) * 2
+from proconsul.http.wire import widen_indent
 
 
 def dumps(obj: Any, pretty: bool = False, newline: bool = False) -> bytes:
@@ -20,9 +15,8 @@ def dumps(obj: Any, pretty: bool = False, newline: bool = False) -> bytes:
     (dev mode indents without it)."""
     if not pretty:
         return orjson.dumps(obj)
-    # orjson indents by two; JSON strings cannot hold a raw newline, so every run of spaces at
-    # a line start is indentation and doubling it gives Go's MarshalIndent(v, "", "    ").
-    out = _INDENT.sub(_double, orjson.dumps(obj, option=orjson.OPT_INDENT_2))
+    # orjson indents by two; doubling gives Go's MarshalIndent(v, "", "    ").
+    out = widen_indent(orjson.dumps(obj, option=orjson.OPT_INDENT_2))
     return out + b"\n" if newline else out
 
 

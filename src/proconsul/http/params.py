@@ -107,7 +107,16 @@ def parse_consistency(req: Request, opts: QueryOptions, discovery_max_stale: flo
 
 def parse_query(req: Request, discovery_max_stale: float = 0.0) -> QueryOptions:
     """Everything a read needs from the URL, with Consul's 400s for bad values."""
-    opts = QueryOptions(datacenter=req.arg("dc") or "", token=parse_token(req))
+    if not req.query:
+        # the common case: no parameter can be wrong, only headers need a look
+        check_enterprise_meta(req)
+        opts = QueryOptions(token=parse_token(req))
+        if discovery_max_stale > 0:
+            parse_consistency(req, opts, discovery_max_stale)
+        return opts
+    opts = QueryOptions(
+        datacenter=req.arg("datacenter") or req.arg("dc") or "", token=parse_token(req)
+    )
     check_enterprise_meta(req)
     parse_consistency(req, opts, discovery_max_stale)
     parse_wait(req, opts)

@@ -30,67 +30,35 @@ __all__ = [
     "parse_query",
     "split_target",
     "status_text",
+    "widen_indent",
     "wire_c",
     "wire_py",
 ]
 
-wire_c: ModuleType | None
-
-if TYPE_CHECKING or NO_EXTENSIONS:
-    from proconsul.http.wire_py import (
-        BODY,
-        CONTINUE,
-        HEAD,
-        IDLE,
-        LAST_CHUNK,
-        RequestReader,
-        encode_chunk,
-        encode_response,
-        encode_stream_head,
-        http_date,
-        parse_query,
-        split_target,
-        status_text,
-    )
-
-    wire_c = None
-    IMPLEMENTATION = "py"
-else:
+wire_c: ModuleType | None = None
+if not (TYPE_CHECKING or NO_EXTENSIONS):
     try:
         from proconsul._speedups import http_wire as wire_c
-        from proconsul._speedups.http_wire import (
-            BODY,
-            CONTINUE,
-            HEAD,
-            IDLE,
-            LAST_CHUNK,
-            RequestReader,
-            encode_chunk,
-            encode_response,
-            encode_stream_head,
-            http_date,
-            parse_query,
-            split_target,
-            status_text,
-        )
-
-        IMPLEMENTATION = "c"
     except ImportError:
-        from proconsul.http.wire_py import (
-            BODY,
-            CONTINUE,
-            HEAD,
-            IDLE,
-            LAST_CHUNK,
-            RequestReader,
-            encode_chunk,
-            encode_response,
-            encode_stream_head,
-            http_date,
-            parse_query,
-            split_target,
-            status_text,
-        )
-
         wire_c = None
-        IMPLEMENTATION = "py"
+
+if TYPE_CHECKING:
+    _impl = wire_py
+else:
+    _impl = wire_py if wire_c is None else wire_c
+IMPLEMENTATION = "py" if _impl is wire_py else "c"
+
+BODY = _impl.BODY
+CONTINUE = _impl.CONTINUE
+HEAD = _impl.HEAD
+IDLE = _impl.IDLE
+LAST_CHUNK = _impl.LAST_CHUNK
+RequestReader = _impl.RequestReader
+encode_chunk = _impl.encode_chunk
+encode_response = _impl.encode_response
+encode_stream_head = _impl.encode_stream_head
+http_date = _impl.http_date
+parse_query = _impl.parse_query
+split_target = _impl.split_target
+status_text = _impl.status_text
+widen_indent = _impl.widen_indent

@@ -13,6 +13,7 @@ query string split like url.ParseQuery (`+` is a space, a parameter without `=` 
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -309,6 +310,22 @@ def encode_stream_head(
             b"\r\n",
         )
     )
+
+
+_LINE_INDENT = re.compile(rb"(?m)^( +)")
+
+
+def _twice(m: re.Match[bytes]) -> bytes:
+    return m.group(1) * 2
+
+
+def widen_indent(data: bytes) -> bytes:
+    """Double the indentation at the start of every line.
+
+    JSON bodies are encoded with a two-space indent and Consul's pretty form uses four; a JSON
+    string cannot hold a raw newline, so every run of spaces after one is indentation.
+    """
+    return _LINE_INDENT.sub(_twice, data)
 
 
 def encode_chunk(data: bytes) -> bytes:

@@ -28,8 +28,12 @@ class MessageType(enum.IntEnum):
 IGNORE_UNKNOWN_FLAG = 0x80
 
 
+_packer = msgpack.Packer(use_bin_type=True)
+
+
 def encode(msg_type: MessageType, body: dict[str, Any]) -> bytes:
-    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    """Commands are encoded on the event loop thread only, so one Packer serves them all."""
+    packed: bytes = _packer.pack(body)
     return bytes((int(msg_type),)) + packed
 
 

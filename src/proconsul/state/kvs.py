@@ -66,7 +66,11 @@ class KVSTable:
     def kvs_get(self, ws: WatchSet | None, key: str) -> tuple[int, KVEntry | None]:
         if ws is not None:
             ws.add(self.watches.channel(("kv", key)))
-        return self.max_index(*KV_TABLES), self.kv.get(key)
+        entry = self.kv.get(key)
+        if entry is not None:
+            # the endpoint answers with the entry's own index; the table's is for misses
+            return entry.modify_index, entry
+        return self.max_index(*KV_TABLES), None
 
     def kvs_list(self, ws: WatchSet | None, prefix: str) -> tuple[int, list[KVEntry]]:
         if ws is not None:

@@ -11,6 +11,9 @@ from proconsul.errors import StateError
 from proconsul.structs.catalog import HEALTH_CRITICAL
 from proconsul.structs.session import BEHAVIOR_DELETE, SESSION_BEHAVIORS, Session
 
+#: Lock-delays longer than this are cut to it when a session is invalidated (MaxLockDelay).
+MAX_LOCK_DELAY_NS = 60_000_000_000
+
 if TYPE_CHECKING:
     from proconsul.state.txn import WriteTxn
     from proconsul.state.watch import Watches, WatchSet
@@ -112,7 +115,7 @@ class SessionTable:
         self._unindex_session(sess)
         txn.on_abort(lambda: self.index_session(sess))
         txn.touch("sessions", ("session", sid), ("session_node", sess.node))
-        delay_s = sess.lock_delay_ns / 1e9
+        delay_s = min(sess.lock_delay_ns, MAX_LOCK_DELAY_NS) / 1e9
         for key in self.held_keys(sid):
             entry = self.kv[key]
             if sess.behavior == BEHAVIOR_DELETE:
