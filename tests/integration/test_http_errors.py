@@ -143,3 +143,24 @@ def test_index_and_metrics(agent: AgentProcess) -> None:
     assert status == 200 and body == b"" and "x-consul-reason" in headers
     status, _, body = request(agent, "GET", "/v1/agent/self")
     assert status == 200 and b'"NodeName": "test-node"' in body
+
+
+def test_oversized_chunked_kv_body_is_413(agent: AgentProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", agent.http_port, timeout=10)
+    try:
+        conn.putrequest("PUT", "/v1/kv/bigchunks")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        chunk = b"y" * 65536
+        try:
+            for _ in range(9):
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server may close before the rest is sent
+        resp = conn.getresponse()
+        assert resp.status == 413
+        assert resp.read() == b"Request body too large. Max allowed is 524288 bytes."
+    finally:
+        conn.close()
+    assert request(agent, "GET", "/v1/kv/bigchunks")[0] == 404

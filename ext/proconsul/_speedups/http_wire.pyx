@@ -762,7 +762,7 @@ cdef class RequestReader:
     def on_body(self, bytes body) -> None:
         self._body_size += PyBytes_GET_SIZE(body)
         if 0 <= self._limit < self._body_size:
-            self.rejected = (self._method, self._path, self._body_size, self._limit)
+            self.rejected = (self._method, self._path, -1, self._limit)
             raise ConnectionLimit("request body too large", 413)
         if self._body is None:
             self._body = [body]

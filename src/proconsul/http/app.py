@@ -162,9 +162,13 @@ class APIApp:
 
     def too_large(self, method: str, path: str, size: int, limit: int) -> Response:
         doc = TXN_SIZE_DOC if path == "/v1/txn" else KV_SIZE_DOC
-        return self._finish(text_response(
-            413, f"Request body({size} bytes) too large, max size: {limit} bytes. See {doc}."
-        ))
+        if size >= 0:
+            text = f"Request body({size} bytes) too large, max size: {limit} bytes. See {doc}."
+        elif path == "/v1/txn":
+            text = f"Request body too large, max size: {limit} bytes. See {doc}."
+        else:
+            text = f"Request body too large. Max allowed is {limit} bytes."
+        return self._finish(text_response(413, text))
 
     async def handle(self, req: Request) -> Response:
         return self._finish(await self._dispatch(req))

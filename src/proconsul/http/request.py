@@ -92,7 +92,11 @@ class HTTPApp(Protocol):
         ...
 
     def too_large(self, method: str, path: str, size: int, limit: int) -> Response:
-        """The answer to a body over `limit` (Consul answers 413 with a route-specific text)."""
+        """The answer to a body over `limit` (Consul answers 413 with a route-specific text).
+
+        `size` is the declared Content-Length, or -1 for a body sent without one (chunked),
+        which is refused as soon as it passes the limit.
+        """
         ...
 
     async def handle(self, request: Request) -> Response:

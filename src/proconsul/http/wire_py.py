@@ -510,7 +510,8 @@ class RequestReader:
     def on_body(self, body: bytes) -> None:
         size = self._body_size = self._body_size + len(body)
         if 0 <= self._limit < size:
-            self.rejected = (self._method, self._path, size, self._limit)
+            # only a body without Content-Length gets here: its full size is unknown (-1)
+            self.rejected = (self._method, self._path, -1, self._limit)
             raise ConnectionLimit("request body too large", 413)
         if self._body is None:
             self._body = [body]
