@@ -76,3 +76,27 @@ class ConnectionLimit(ProconsulError):
 
 class StateError(RPCError):
     """A write the state store refused (e.g. a lock with an unknown session)."""
+
+
+class StorageError(ProconsulError):
+    """Raft storage failed (I/O error, full disk); the write was not acknowledged."""
+
+
+class DiskFull(StorageError):
+    """No space left for the log or a snapshot; the store stays as it was before the write."""
+
+
+class LogNotFound(StorageError):
+    """The log entry asked for is not in the store (compacted or never written)."""
+
+
+class LogCorruption(StorageError):
+    """A log segment is damaged before its tail; the message names the segment and offset."""
+
+
+class DataDirLocked(ProconsulError):
+    """Another agent holds the data directory."""
+
+
+class SnapshotError(ProconsulError):
+    """A snapshot or snapshot archive is missing, damaged or does not match its checksums."""

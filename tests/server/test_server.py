@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from proconsul.errors import CommandError, RPCError
-from proconsul.server.applier import DevApplier
+from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
+from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.server.commands import MessageType, encode
 from proconsul.server.fsm import FSM
 from proconsul.server.server import Server
@@ -20,13 +21,16 @@ from proconsul.structs.session import Session
 
 def run(fn: Callable[[Server], Awaitable[None]], ttl_min: float = 10.0) -> None:
     async def main() -> None:
-        srv = Server(DevApplier(FSM(), "127.0.0.1:8300", "id-1"), "n1", "id-1", "dc1",
-                     "127.0.0.1", session_ttl_min=ttl_min)
+        raft = RaftNode(RaftConfig("id-1", "127.0.0.1:8300"), FSM(), InmemLogStore(),
+                        InmemStableStore(), InmemSnapshotStore())
+        await raft.start()
+        srv = Server(raft, "n1", "id-1", "dc1", "127.0.0.1", session_ttl_min=ttl_min)
         await srv.start()
         try:
             await fn(srv)
         finally:
             await srv.stop()
+            await raft.shutdown()
 
     asyncio.run(main())
 

@@ -1,8 +1,9 @@
 """The Agent: builds the server and the HTTP listeners from a RuntimeConfig and runs them
 until a leave or a signal stops it (Consul's agent/agent.go).
 
-This release runs the in-memory single server of `-dev`; the durable Raft server and client
-agents plug into the same places (the Applier seam and the HTTP Backend seam).
+The server commits through a single-voter Raft node: on the file stores under `data_dir/raft`
+for `-server`, on their in-memory twins for `-dev`. Client agents and multi-server clusters
+plug into the same seams (the Applier and the HTTP Backend).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from proconsul import CONSUL_COMPAT_VERSION, __version__
 from proconsul import log as logsetup
+from proconsul.agent.datadir import DataDir
 from proconsul.agent.metrics import Metrics
 from proconsul.config.runtime import RuntimeConfig
 from proconsul.errors import ConfigError, ProconsulError
@@ -26,7 +28,14 @@ from proconsul.http.api import build_app
 from proconsul.http.app import APIApp
 from proconsul.http.limits import HttpLimits
 from proconsul.http.protocol import HttpServer
-from proconsul.server.applier import DevApplier
+from proconsul.raft.file_log import FileLogStore
+from proconsul.raft.file_snapshot import FileSnapshotStore
+from proconsul.raft.file_stable import FileStableStore
+from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
+from proconsul.raft.log import LogStore
+from proconsul.raft.node import RaftConfig, RaftNode
+from proconsul.raft.snapshot import SnapshotStore
+from proconsul.raft.stable import StableStore
 from proconsul.server.fsm import FSM
 from proconsul.server.server import Server
 
@@ -47,21 +56,35 @@ class Backend:
         self.session = server.session
         self.txn = server.txn
         self.status = server
+        self.snapshot = server.snapshot
         self.agent = agent
 
 
 class Agent:
     def __init__(self, config: RuntimeConfig, reloader: Reloader | None = None) -> None:
         if not config.dev:
-            raise ProconsulError(
-                "This build runs the in-memory -dev server only: start the agent with -dev "
-                "(persistent servers and client agents are not available yet)"
-            )
+            if not config.server:
+                raise ProconsulError(
+                    "Client agents are not available yet: run the agent with -server "
+                    "(and -bootstrap-expect=1) or -dev"
+                )
+            if not (config.bootstrap or config.bootstrap_expect == 1):
+                raise ProconsulError(
+                    "This build runs single-server clusters only: set -bootstrap-expect=1 "
+                    "or bootstrap = true"
+                )
         self.config = config
         self.reloader = reloader
         self.node_name = config.node_name
         self.datacenter = config.datacenter
-        self.node_id = config.node_id or str(uuid.uuid4())
+        self.data_dir: DataDir | None = None
+        if not config.dev:
+            self.data_dir = DataDir(config.data_dir)
+            self.data_dir.lock()
+            self.node_id = self.data_dir.node_id(config.node_id)
+        else:
+            self.node_id = config.node_id or str(uuid.uuid4())
+        self.raft: RaftNode | None = None
         self.advertise = config.advertise_addr or config.bind_addr
         self.telemetry = Metrics()
         self.started = time.time()
@@ -74,9 +97,19 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
-        applier = DevApplier(FSM(), f"{self.advertise}:{cfg.ports.server}", self.node_id)
+        logs, stable, snapshots = await self._raft_stores()
+        self.raft = RaftNode(
+            RaftConfig(
+                server_id=self.node_id, address=f"{self.advertise}:{cfg.ports.server}",
+                snapshot_threshold=cfg.raft_snapshot_threshold,
+                snapshot_interval=cfg.raft_snapshot_interval,
+                trailing_logs=cfg.raft_trailing_logs,
+            ),
+            FSM(), logs, stable, snapshots,
+        )
+        await self.raft.start()
         self.server = Server(
-            applier, cfg.node_name, self.node_id, cfg.datacenter, self.advertise,
+            self.raft, cfg.node_name, self.node_id, cfg.datacenter, self.advertise,
             session_ttl_min=cfg.session_ttl_min, default_query_time=cfg.default_query_time,
             max_query_time=cfg.max_query_time, node_meta=dict(cfg.node_meta),
         )
@@ -92,6 +125,18 @@ class Agent:
                 await srv.listen(host, port)
                 log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
             self.http.append(srv)
+
+    async def _raft_stores(self) -> tuple[LogStore, StableStore, SnapshotStore]:
+        """In-memory twins for -dev; files under data_dir/raft otherwise (opened off the loop:
+        the log's recovery scan reads every segment)."""
+        if self.data_dir is None:
+            return InmemLogStore(), InmemStableStore(), InmemSnapshotStore()
+        raft_dir = self.data_dir.raft_dir()
+        loop = asyncio.get_running_loop()
+        logs = await loop.run_in_executor(None, FileLogStore, raft_dir / "wal")
+        stable = FileStableStore(raft_dir / "stable.bin")
+        snapshots = FileSnapshotStore(raft_dir / "snapshots", retain=2)
+        return logs, stable, snapshots
 
     def http_api(self, pretty: bool) -> tuple[APIApp, HttpLimits]:
         """The /v1 application over this agent's server, and the HTTP limits from its config
@@ -153,6 +198,10 @@ class Agent:
             await srv.shutdown()
         if self.server is not None:
             await self.server.stop()
+        if self.raft is not None:
+            await self.raft.shutdown()
+        if self.data_dir is not None:
+            self.data_dir.unlock()
         log.info("shutdown complete")
 
     async def leave(self) -> None:

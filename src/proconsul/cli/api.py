@@ -343,7 +343,8 @@ class Client:
         return quoted + "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
 
     def request(self, method: str, path: str, params: Params | None = None,
-                body: bytes | None = None, timeout: float | None = None) -> Response:
+                body: bytes | None = None, timeout: float | None = None,
+                content_type: str = "application/json") -> Response:
         uri = self.url(path, params or [])
         headers = {"User-Agent": "proconsul"}
         if self.cfg.token:
@@ -352,7 +353,7 @@ class Client:
             raw = f"{self.cfg.basic_auth[0]}:{self.cfg.basic_auth[1]}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         where = self.cfg.unix_path or self.cfg.address
         shown = f"{self.cfg.scheme}://{where}{uri}"
         conn = self._connection(timeout)

@@ -52,6 +52,14 @@ COMMANDS: dict[str, Entry] = {
                      "Lists the members of a Consul cluster"),
     "reload": Entry("proconsul.cli.reload", "run", "help_text",
                     "Triggers the agent to reload configuration files"),
+    "snapshot": Entry("proconsul.cli.snapshot", "", "help_snapshot",
+                      "Saves, restores and inspects snapshots of Consul server state"),
+    "snapshot inspect": Entry("proconsul.cli.snapshot", "run_inspect", "help_inspect",
+                              "Displays information about a Consul snapshot file"),
+    "snapshot restore": Entry("proconsul.cli.snapshot", "run_restore", "help_restore",
+                              "Restores snapshot of Consul server state"),
+    "snapshot save": Entry("proconsul.cli.snapshot", "run_save", "help_save",
+                           "Saves snapshot of Consul server state"),
     "validate": Entry("proconsul.cli.validate", "run", "help_text",
                       "Validate config files/directories"),
     "version": Entry("proconsul.cli.version", "run", "help_text", "Prints the Consul version"),
@@ -168,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(name: str, args: list[str]) -> int:
     entry = COMMANDS[name]
-    if name == "kv":
+    if not entry.run:
         err(command_help(name).rstrip("\n"))
         return 1
     try:

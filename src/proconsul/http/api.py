@@ -7,6 +7,7 @@ from proconsul.http.app import APIApp
 from proconsul.http.backend import Backend
 from proconsul.http.kv import KVHandlers
 from proconsul.http.session import SessionHandlers
+from proconsul.http.snapshot import SnapshotHandlers
 from proconsul.http.status import StatusHandlers
 from proconsul.http.txn import TxnHandlers
 
@@ -17,4 +18,5 @@ def build_app(backend: Backend, app: APIApp) -> APIApp:
     TxnHandlers(app, backend.txn)
     StatusHandlers(app, backend.status)
     AgentHandlers(app, backend.agent)
+    SnapshotHandlers(app, backend.snapshot)
     return app

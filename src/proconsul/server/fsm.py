@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from proconsul.errors import CommandError, ProconsulError, StateError
+from proconsul.errors import CommandError, SnapshotError, StateError
 from proconsul.server.commands import IGNORE_UNKNOWN_FLAG, MessageType, decode
 from proconsul.state.store import Store
 from proconsul.state.txn_ops import run_kv_txn
@@ -142,13 +142,23 @@ class FSM:
         packed: bytes = msgpack.packb(self.store.dump(), use_bin_type=True)
         return packed
 
-    def restore(self, data: bytes) -> None:
-        """Swap in a store built from `data`, then wake every watcher of the old one."""
+    @staticmethod
+    def _load(data: bytes) -> Store:
         try:
             dump = msgpack.unpackb(data, raw=False, strict_map_key=False)
-            new = Store.load(dump)
-        except (ValueError, KeyError, TypeError, msgpack.UnpackException) as err:
-            raise ProconsulError(f"failed to restore snapshot: {err}") from None
+            if not isinstance(dump, dict):
+                raise TypeError("state is not a map")
+            return Store.load(dump)
+        except (ValueError, KeyError, TypeError, AttributeError, msgpack.UnpackException) as err:
+            raise SnapshotError(f"failed to restore snapshot: {err}") from None
+
+    def check_snapshot(self, data: bytes) -> None:
+        """Raise SnapshotError unless `data` loads (checked before anything is replaced)."""
+        self._load(data)
+
+    def restore(self, data: bytes) -> None:
+        """Swap in a store built from `data`, then wake every watcher of the old one."""
+        new = self._load(data)
         old, self.store = self.store, new
         old.abandon()
 

@@ -18,6 +18,7 @@ from proconsul.server.blocking import QueryFn, blocking_query
 from proconsul.server.commands import MessageType, encode
 from proconsul.server.kvs_endpoint import KVSEndpoint
 from proconsul.server.session_endpoint import SessionEndpoint
+from proconsul.server.snapshot_endpoint import SnapshotEndpoint
 from proconsul.server.tombstone_gc import TombstoneGC
 from proconsul.server.txn_endpoint import TxnEndpoint
 from proconsul.state.store import Store
@@ -59,6 +60,7 @@ class Server:
         self.kvs = KVSEndpoint(self)
         self.session = SessionEndpoint(self)
         self.txn = TxnEndpoint(self)
+        self.snapshot = SnapshotEndpoint(self)
         self.tombstone_gc = TombstoneGC(self._reap_tombstones)
         self._tasks: set[asyncio.Task[Any]] = set()
 
