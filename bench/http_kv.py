@@ -27,6 +27,7 @@ cores (perf-anchors §A6); `--etcd-cpus` can give etcd more. The machine is shar
 
     .venv/bin/python bench/http_kv.py [--quick] [--duration S] [--repeat N]
                                       [--skip-etcd] [--skip-stacks] [--etcd-cpus LIST]
+                                      [--server]
 
 Progress lines go to stdout as cells finish; the final markdown report is printed and written to
 bench/results/http_kv.md. Exit status 0, or 2 when a server does not start.
@@ -219,9 +220,14 @@ def consul_ready(port: int) -> bool:
     return status == 200 and body.strip() not in (b"", b'""')
 
 
-def start_agent(children: Children) -> Child:
+def start_agent(children: Children, server: bool = False) -> Child:
     port = free_port()
-    argv = [sys.executable, "-m", "proconsul", "agent", "-dev", f"-http-port={port}",
+    mode = ["-dev"]
+    if server:
+        mode = ["-server", "-bootstrap-expect=1", f"-data-dir={children.tmp / 'agent-data'}",
+                "-bind=127.0.0.1", f"-server-port={free_port()}",
+                f"-serf-lan-port={free_port()}", f"-serf-wan-port={free_port()}"]
+    argv = [sys.executable, "-m", "proconsul", "agent", *mode, f"-http-port={port}",
             "-dns-port=-1", "-node=bench"]
     child = children.start("proconsul-agent", argv, port, "0", child_env())
     wait_ready(child, lambda: consul_ready(port))
@@ -503,6 +509,14 @@ class Plan:
     pin: bool
     etcd_cpus: str | None
     quick: bool
+    #: run ours as a durable server (-server, data dir, fsync per append batch), not -dev
+    server: bool = False
+
+    @property
+    def ours(self) -> str:
+        return ("`proconsul agent -server -bootstrap-expect=1` (durable: Raft log on disk, "
+                "fsync per append batch)" if self.server else
+                "`proconsul agent -dev` (indented JSON, as -dev answers)")
 
 
 @dataclass
@@ -542,13 +556,14 @@ def targets(res: Results) -> list[str]:
 
 def report(res: Results) -> str:
     plan = res.plan
-    title = "# HTTP KV benchmark: proconsul -dev" + (" vs etcd 3.4" if plan.etcd else "")
+    title = ("# HTTP KV benchmark: proconsul " + ("-server" if plan.server else "-dev")
+             + (" vs etcd 3.4" if plan.etcd else ""))
     out = [title + (", and the HTTP stacks" if plan.stacks else ""), ""]
     out += [f"- {line}" for line in res.env]
     out.append("")
     if res.kv:
         out += ["## a. ours vs etcd (wrk -t1, keep-alive, 1,000 keys, 256-byte values)", ""]
-        out.append("Ours: `proconsul agent -dev` (indented JSON, as -dev answers), "
+        out.append(f"Ours: {plan.ours}, "
                    "`PUT|GET /v1/kv/bench/%08d`. "
                    "etcd: `POST /v3/kv/put|range` on the JSON gateway, base64 key/value. "
                    "Both cycle over the 1,000 keys. Latencies in ms; req/s is the median of "
@@ -713,8 +728,8 @@ def environment(plan: Plan) -> list[str]:
 
 def kv_phase(res: Results, children: Children) -> None:
     plan = res.plan
-    progress("starting proconsul agent -dev")
-    agent = start_agent(children)
+    progress("starting proconsul agent " + ("-server (durable)" if plan.server else "-dev"))
+    agent = start_agent(children, plan.server)
     servers: list[tuple[str, Child, str]] = [("ours", agent, "consul_kv.lua")]
     if plan.etcd:
         progress("starting etcd")
@@ -784,6 +799,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="runs per cell, median reported (3 recommended)")
     parser.add_argument("--skip-etcd", action="store_true", help="ours only in part a")
     parser.add_argument("--skip-stacks", action="store_true", help="skip part b")
+    parser.add_argument("--server", action="store_true",
+                        help="run ours as a durable server on a temp data dir instead of -dev")
     parser.add_argument("--etcd-cpus", default="0",
                         help="taskset CPU list for etcd (default 0, like ours); 'all' leaves "
                              "etcd unpinned")
@@ -807,6 +824,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         pin=pin,
         etcd_cpus=None if args.etcd_cpus == "all" else args.etcd_cpus,
         quick=args.quick,
+        server=args.server,
     )
 
 

@@ -2,9 +2,9 @@
 
 Starts `proconsul agent -server -bootstrap-expect=1` on a temporary data dir, loads N keys
 (default 1,000,000, 64-byte values) through /v1/txn in batches of 128 with a bounded number of
-concurrent writers (a snapshot is taken every 4,096 log entries), then stops the agent (SIGTERM, and in a
-second round SIGKILL) and measures, for each restart: the time until /v1/status/leader answers,
-until a read of the last key written returns it, the agent's RSS, and the sizes of the
+concurrent writers (a snapshot is taken every 4,096 log entries), then stops the agent (SIGTERM,
+and in a second round SIGKILL) and measures, for each restart: the time until /v1/status/leader
+answers, until a read of the last key written returns it, the agent's RSS, and the sizes of the
 snapshot and log directories. Everything runs on 127.0.0.1 and the children are stopped by PID.
 
     .venv/bin/python bench/restart.py [--keys N] [--writers W]
