@@ -19,7 +19,9 @@ Files in the directory:
 Consistency rules: only the writer thread changes files and the index; a failed write or sync is
 cut back to the last durable length, fails its callers and every request queued behind it (their
 indexes would follow a hole), and leaves the store usable. Suffix deletion removes later segments
-newest first before truncating, so a crash in between leaves a shorter valid log, never a gap.
+newest first before truncating, so a crash in between leaves a prefix of the old log, never a
+gap. first_index, last_index and get_log see durable entries only, so what they report is what
+a restart would find.
 """
 
 from __future__ import annotations
@@ -77,34 +79,33 @@ class _Segment:
     end: int = 0  # durable length
 
 
-class _Request:
-    __slots__ = ("error", "future")
+class _Append:
+    __slots__ = ("buf", "error", "first", "future", "last", "logs")
 
-    def __init__(self, future: asyncio.Future[None]) -> None:
+    def __init__(self, future: asyncio.Future[None], logs: Sequence[Log], buf: bytes,
+                 first: int, last: int) -> None:
+        # one flat class, no super() call: this runs once per append on the event loop
         self.future = future
+        self.logs = logs
+        self.buf = buf
+        self.first = first
+        self.last = last
         self.error: StorageError | None = None
 
 
-class _Append(_Request):
-    __slots__ = ("buf", "first", "last", "logs")
-
-    def __init__(self, future: asyncio.Future[None], logs: Sequence[Log], buf: bytes) -> None:
-        super().__init__(future)
-        self.logs = logs
-        self.buf = buf
-        self.first = logs[0].index
-        self.last = self.first + len(logs) - 1
-
-
-class _Delete(_Request):
-    __slots__ = ("prefix", "upto")
+class _Delete:
+    __slots__ = ("error", "future", "prefix", "upto")
 
     def __init__(self, future: asyncio.Future[None], prefix: bool, upto: int) -> None:
-        super().__init__(future)
+        self.future = future
         #: a prefix deletion keeps `upto` and after (0: keep nothing); a suffix one keeps up
         #: to and including `upto`
         self.prefix = prefix
         self.upto = upto
+        self.error: StorageError | None = None
+
+
+_Request = _Append | _Delete
 
 
 def _segment_path(directory: str, first: int) -> str:
@@ -159,9 +160,14 @@ class FileLogStore:
         # the writer thread's own state
         self._wfd = -1
         self._floor = 0
+        self._changed = False  # whether a deletion in progress has touched any file
         os.makedirs(self.directory, exist_ok=True)
         self._meta = FileStableStore(os.path.join(self.directory, "log.meta"))
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            self._release()
+            raise
         self._accepted_first, self._accepted_last = self._first, self._last
         self._thread = threading.Thread(target=self._run, name="raft-log-writer", daemon=True)
         self._thread.start()
@@ -291,16 +297,15 @@ class FileLogStore:
         if not logs:
             return
         buf = self._encode(logs)  # validates fields and consecutive indexes
+        first = logs[0].index
         future = asyncio.get_running_loop().create_future()
-        request = _Append(future, logs, buf)
+        request = _Append(future, logs, buf, first, first + len(logs) - 1)
         with self._lock:
             tail = self._accepted_last
-            if tail and request.first != tail + 1:
-                raise ValueError(
-                    f"log entries must follow index {tail}, got {request.first}"
-                )
+            if tail and first != tail + 1:
+                raise ValueError(f"log entries must follow index {tail}, got {first}")
             if not tail:
-                self._accepted_first = request.first
+                self._accepted_first = first
             self._submit(request)
             self._accepted_last = request.last
         await future
@@ -355,7 +360,12 @@ class FileLogStore:
                 if not batch:
                     exit_to = self._exit
                     break
-            self._process(batch)
+            try:
+                self._process(batch)
+            except Exception as err:  # a bug must not leave callers waiting forever
+                log.exception("the log writer failed")
+                self._broken = StorageError(f"the log writer failed: {err!r}")
+                self._give_up(batch, self._broken, True)
         self._release()
         if exit_to is not None:
             loop, done = exit_to
@@ -380,22 +390,36 @@ class FileLogStore:
         if appends and not failed:
             failed = self._flush(appends)
         if failed:
-            with self._lock:
-                # everything queued meanwhile was accepted against entries that were not kept
-                behind = self._pending
-                self._pending = []
-                self._accepted_first, self._accepted_last = self._first, self._last
-            for request in behind:
-                request.error = StorageError("an earlier log write failed")
-            batch = batch + behind
-        self._answer(batch)
+            # the requests of this batch carry their own outcome already
+            self._give_up(batch, StorageError("an earlier log write failed"), False)
+        else:
+            self._answer(batch)
+
+    def _give_up(self, batch: list[_Request], error: StorageError, whole: bool) -> None:
+        """Answer a batch in which something failed, and fail everything queued behind it:
+        those requests were accepted against entries that were not kept. `whole` fails every
+        request of the batch too, for when it is unknown which of them were carried out."""
+        with self._lock:
+            behind = self._pending
+            self._pending = []
+            self._accepted_first, self._accepted_last = self._first, self._last
+        for request in batch if whole else ():
+            request.error = error
+        for request in behind:
+            request.error = error
+        self._answer(batch + behind)
 
     def _answer(self, batch: list[_Request]) -> None:
         loop = batch[0].future.get_loop()
-        if len(batch) == 1:
-            loop.call_soon_threadsafe(_finish_one, batch[0])
-        else:
-            loop.call_soon_threadsafe(_finish, batch)
+        try:
+            if len(batch) == 1:
+                loop.call_soon_threadsafe(_finish_one, batch[0])
+            else:
+                loop.call_soon_threadsafe(_finish, batch)
+        except RuntimeError:
+            # the callers' loop was closed under them; nobody is left to answer
+            log.warning("dropping the answers to %d log requests: their loop is closed",
+                        len(batch))
 
     def _fail(self, requests: Sequence[_Request], err: StorageError) -> None:
         for request in requests:
@@ -417,8 +441,9 @@ class FileLogStore:
                 chunk = []
                 try:
                     self._roll(request.first)
-                except OSError as err:
-                    error = storage_error(err, f"creating a log segment in {self.directory}")
+                except (OSError, StorageError) as err:
+                    error = err if isinstance(err, StorageError) else storage_error(
+                        err, f"creating a log segment in {self.directory}")
                     self._fail(appends[appends.index(request):], error)
                     return True
                 size = 0
@@ -485,13 +510,17 @@ class FileLogStore:
         path = _segment_path(self.directory, first)
         wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
                       0o644)
+        rfd = -1
         try:
             rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fsync_dir(self.directory)
         except OSError:
-            os.close(wfd)
+            # leave no half-made segment behind, or the next attempt would find its name taken
+            for fd in (wfd, rfd):
+                if fd >= 0:
+                    os.close(fd)
             os.unlink(path)
             raise
-        fsync_dir(self.directory)
         if self._wfd >= 0:
             os.close(self._wfd)
         self._wfd = wfd
@@ -505,6 +534,7 @@ class FileLogStore:
 
     def _drop_segments(self, start: int, stop: int | None = None) -> None:
         """Forget and remove segments[start:stop] (newest first), then sync the directory."""
+        self._changed = True
         with self._lock:
             dropped = self._segments[start:stop]
             del self._segments[start:stop]
@@ -519,17 +549,25 @@ class FileLogStore:
         fsync_dir(self.directory)
 
     def _delete(self, request: _Delete) -> bool:
-        """Carry out a deletion; True (with the error on the request) if it failed."""
+        """Carry out a deletion; True (with the error on the request) if it failed.
+
+        A failure before anything changed (say the floor could not be written on a full disk)
+        leaves the store as it was. A failure after files started to change leaves the memory
+        view unreliable, so the store then refuses writes until it is reopened from disk,
+        which is always consistent because of the order the steps run in."""
+        self._changed = False
         try:
             if request.prefix:
                 self._delete_prefix(request.upto)
             else:
                 self._delete_suffix(request.upto)
-        except OSError as err:
-            request.error = storage_error(err, f"deleting from the log in {self.directory}")
-            return True
-        except StorageError as err:
-            request.error = err
+        except (OSError, StorageError) as err:
+            error = err if isinstance(err, StorageError) else storage_error(
+                err, f"deleting from the log in {self.directory}")
+            request.error = error
+            if self._changed:
+                self._broken = error
+                log.error("log store unusable until reopened: %s", error)
             return True
         return False
 
@@ -561,6 +599,7 @@ class FileLogStore:
         if self._wfd < 0:
             self._wfd = os.open(segment.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         if cut < segment.end:
+            self._changed = True
             os.ftruncate(self._wfd, cut)
             os.fsync(self._wfd)
         with self._lock:
