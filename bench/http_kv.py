@@ -511,6 +511,7 @@ class Plan:
     quick: bool
     #: run ours as a durable server (-server, data dir, fsync per append batch), not -dev
     server: bool = False
+    ops: tuple[str, ...] = ("put", "get")
 
     @property
     def ours(self) -> str:
@@ -576,7 +577,7 @@ def report(res: Results) -> str:
         else:
             out.append("| op | conns | ours req/s | ours p50 | ours p99 |")
             out.append("| --- | ---: | ---: | ---: | ---: |")
-        for op in ("put", "get"):
+        for op in plan.ops:
             for conns in plan.conns:
                 ours = res.kv.get(("ours", op, conns))
                 if ours is None:
@@ -598,7 +599,7 @@ def report(res: Results) -> str:
             header += " etcd µs CPU/req | etcd core use | wrk | other |"
             rule += " ---: | ---: | ---: | ---: |"
         out += [header, rule]
-        for op in ("put", "get"):
+        for op in plan.ops:
             for conns in plan.conns:
                 ours = res.kv.get(("ours", op, conns))
                 if ours is None:
@@ -739,14 +740,15 @@ def kv_phase(res: Results, children: Children) -> None:
     seed_consul(agent.port)
     if plan.etcd:
         seed_etcd(servers[1][1].port)
-    for op in ("put", "get"):
+    for op in plan.ops:
         for _, child, script in servers:
             warm(child, script, op, plan.pin)
         for conns in plan.conns:
             # Alternate the servers inside each cell so drifting background load hits both.
             for i in range(1, plan.repeat + 1):
                 for name, child, script in servers:
-                    label = "ours (proconsul -dev)" if name == "ours" else "etcd (JSON gateway)"
+                    ours_label = "ours (proconsul -server)" if plan.server else "ours (-dev)"
+                    label = ours_label if name == "ours" else "etcd (JSON gateway)"
                     measure(res.cell(name, op, conns), label, child, script, op, conns,
                             plan.seconds, plan.pin, i, plan.repeat,
                             name == "ours" and conns >= 16)
@@ -799,6 +801,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="runs per cell, median reported (3 recommended)")
     parser.add_argument("--skip-etcd", action="store_true", help="ours only in part a")
     parser.add_argument("--skip-stacks", action="store_true", help="skip part b")
+    parser.add_argument("--conns", default="",
+                        help="comma list of connection counts (default 1,16,64)")
+    parser.add_argument("--ops", default="put,get", choices=["put,get", "put", "get"],
+                        help="which operations part a measures")
     parser.add_argument("--server", action="store_true",
                         help="run ours as a durable server on a temp data dir instead of -dev")
     parser.add_argument("--etcd-cpus", default="0",
@@ -816,7 +822,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     seconds = args.duration or (1 if args.quick else 5)
     pin = shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     return Plan(
-        conns=(1, 64) if args.quick else (1, 16, 64),
+        conns=(tuple(int(c) for c in args.conns.split(",")) if args.conns
+               else (1, 64) if args.quick else (1, 16, 64)),
         seconds=seconds,
         repeat=args.repeat,
         etcd=not args.skip_etcd,
@@ -825,6 +832,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         etcd_cpus=None if args.etcd_cpus == "all" else args.etcd_cpus,
         quick=args.quick,
         server=args.server,
+        ops=tuple(op for op in args.ops.split(",") if op),
     )
 
 

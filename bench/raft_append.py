@@ -14,7 +14,9 @@ so the log is CPU-bound and the per-append Python and framing costs decide it). 
    and with the pure codec twin, injected into FileLogStore(codec=...) in this one process, so
    the store code and everything else are identical between the two columns;
 3. times encode_entries, decode_entries and scan of both twins (micro benchmarks);
-4. prints a markdown report with the ratios appends/s at 64 and 256 writers over the disk's
+4. runs bench/http_kv.py --server for durable PUTs through the whole agent against single-node
+   etcd 3.4 at the same concurrency (skip with --no-e2e);
+5. prints a markdown report with the ratios appends/s at 64 and 256 writers over the disk's
    rate (targets: >= 10x at 64, >= 20x at 256, marked MET or MISSED, never a failure), and
    writes it to bench/results/raft_append.md.
 
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,6 +179,8 @@ def main() -> int:
     parser.add_argument("--dir", default=None, help="where the log goes (default: a temp dir)")
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     parser.add_argument("--quick", action="store_true", help="1 s cells (smoke run)")
+    parser.add_argument("--no-e2e", action="store_true",
+                        help="skip the end-to-end durable PUT comparison with etcd")
     args = parser.parse_args()
     duration = 1.0 if args.quick else args.duration
     writer_counts = [int(w) for w in args.writers.split(",")]
@@ -201,12 +206,33 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     micros = {name: micro(codec) for name, codec in twins.items()}
     report = render(disk, cells, micros, writer_counts, list(twins), duration, args.loop)
+    if not args.no_e2e:
+        report += end_to_end(writer_counts, duration)
     print()
     print(report)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(report)
     print(f"written to {RESULTS}")
     return 0
+
+
+def end_to_end(writer_counts: list[int], duration: float) -> str:
+    """Durable PUT through the whole agent (HTTP, Raft, this log) against single-node etcd 3.4
+    at the same concurrency, by running bench/http_kv.py in its --server mode."""
+    seconds = str(max(1, round(duration)))
+    conns = ",".join(str(w) for w in writer_counts)
+    print(f"end to end: durable PUT vs etcd at {conns} connections ...", flush=True)
+    cmd = [sys.executable, str(Path(__file__).with_name("http_kv.py")), "--server",
+           "--skip-stacks", "--ops", "put", "--conns", conns, "--duration", seconds]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        return ("\n## End to end\n\nbench/http_kv.py --server failed:\n\n"
+                f"{done.stdout[-2000:]}\n")
+    text = (Path(__file__).parent / "results" / "http_kv.md").read_text()
+    start = text.find("## a.")
+    end = text.find("### c.", start)
+    section = text[start:end].replace("## a. ours vs etcd", "## End to end: durable PUT vs etcd")
+    return "\n" + section
 
 
 def render(disk: Cell, cells: dict[tuple[int, str], Cell], micros: dict[str, dict[str, float]],
