@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from proconsul.cli import log
+from proconsul.cli import err, log
 from proconsul.cli.flags import HTTP_GROUP, FlagSet, parse_bool
 
 DEFAULT_ADDRESS = "127.0.0.1:8500"
@@ -241,6 +241,15 @@ class HTTPFlags:
 
     def client(self) -> Client:
         return Client(self.config())
+
+    def connect(self) -> Client | None:
+        """The client, or None after printing Consul's connection error (every command that
+        talks to an agent starts this way)."""
+        try:
+            return self.client()
+        except APIError as exc:
+            err(f"Error connecting to Consul agent: {exc}")
+            return None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,10 +40,8 @@ def run(argv: list[str]) -> int:
     fs, http = _flags()
     if parse_args(fs, argv) is None:
         return 1
-    try:
-        client = http.client()
-    except APIError as exc:
-        err(f"Error connecting to Consul agent: {exc}")
+    client = http.connect()
+    if client is None:
         return 1
     try:
         self_info = client.agent_self()

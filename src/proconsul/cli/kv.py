@@ -115,11 +115,7 @@ def pretty_pair(pair: dict[str, Any], b64: bool) -> bytes:
 
 
 def _client(http: HTTPFlags) -> Client | None:
-    try:
-        return http.client()
-    except APIError as exc:
-        err(f"Error connecting to Consul agent: {exc}")
-        return None
+    return http.connect()
 
 
 def _single_key(args: list[str]) -> str | None:

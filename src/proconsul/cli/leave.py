@@ -36,10 +36,8 @@ def run(argv: list[str]) -> int:
         err(f"Error found unexpected args: [{' '.join(rest)}]")
         out(fs.usage(HELP))
         return 1
-    try:
-        client = http.client()
-    except APIError as exc:
-        err(f"Error connecting to Consul agent: {exc}")
+    client = http.connect()
+    if client is None:
         return 1
     try:
         client.write("PUT", "/v1/agent/leave")

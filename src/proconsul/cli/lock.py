@@ -639,10 +639,8 @@ def run(argv: list[str]) -> int:
     if f.monitor_retry.value < 0:
         err("Number for 'monitor-retry' must be >= 0")
         return 1
-    try:
-        client = f.http.client()
-    except APIError as exc:
-        err(f"Error connecting to Consul agent: {exc}")
+    client = f.http.connect()
+    if client is None:
         return 1
     try:
         client.agent_node_name()

@@ -127,11 +127,7 @@ def _file_arg(args: list[str], expected: str) -> str | None:
 
 
 def _client(http: HTTPFlags) -> Client | None:
-    try:
-        return http.client()
-    except APIError as exc:
-        err(f"Error connecting to Consul agent: {exc}")
-        return None
+    return http.connect()
 
 
 def _go_quote(text: str) -> str:
