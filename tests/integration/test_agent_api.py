@@ -99,3 +99,15 @@ def test_sigterm_stops_the_agent_cleanly(tmp_path: Path) -> None:
     assert proc.stop() == 0
     assert time.monotonic() - started < 10
     assert "shutdown complete" in proc.read_log()
+
+
+def test_members_filter(cfg_agent: AgentProcess) -> None:
+    status, _, body = request(cfg_agent, "GET",
+                              "/v1/agent/members?filter=Tags.role%20%3D%3D%20consul")
+    assert status == 200 and [m["Name"] for m in json.loads(body)] == ["test-node"]
+    status, _, body = request(cfg_agent, "GET",
+                              "/v1/agent/members?filter=Tags.role%20%3D%3D%20node")
+    assert status == 200 and json.loads(body) == []
+    status, _, body = request(cfg_agent, "GET", "/v1/agent/members?filter=Name%20%3D%3D")
+    assert status == 500
+    assert body.startswith(b"Failed to create boolean expression evaluator: ")

@@ -53,6 +53,8 @@ class Backend:
 
     def __init__(self, server: Server, agent: Agent) -> None:
         self.kvs = server.kvs
+        self.catalog = server.catalog
+        self.health = server.health
         self.session = server.session
         self.txn = server.txn
         self.status = server
@@ -112,6 +114,7 @@ class Agent:
             self.raft, cfg.node_name, self.node_id, cfg.datacenter, self.advertise,
             session_ttl_min=cfg.session_ttl_min, default_query_time=cfg.default_query_time,
             max_query_time=cfg.max_query_time, node_meta=dict(cfg.node_meta),
+            server_port=cfg.ports.server,
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)

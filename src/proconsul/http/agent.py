@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proconsul.errors import HTTPError
+from proconsul.filter import compile_filter
 from proconsul.http.app import APIApp, text_response
 from proconsul.http.params import check_enterprise_meta, parse_token
 from proconsul.http.request import Request, Response
@@ -39,7 +40,11 @@ class AgentHandlers:
     async def members(self, req: Request) -> Response:
         check_enterprise_meta(req)
         wan = req.has("wan") and (req.arg("wan") or "true").lower() not in ("0", "false")
-        return self.app.json(req, self.agent.members(wan))
+        members = self.agent.members(wan)
+        expr = req.arg("filter")
+        if expr:
+            members = compile_filter(expr).select(members)
+        return self.app.json(req, members)
 
     async def leave(self, req: Request) -> Response:
         await self.agent.leave()

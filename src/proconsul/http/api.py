@@ -5,6 +5,8 @@ from __future__ import annotations
 from proconsul.http.agent import AgentHandlers
 from proconsul.http.app import APIApp
 from proconsul.http.backend import Backend
+from proconsul.http.catalog import CatalogHandlers
+from proconsul.http.health import HealthHandlers
 from proconsul.http.kv import KVHandlers
 from proconsul.http.session import SessionHandlers
 from proconsul.http.snapshot import SnapshotHandlers
@@ -14,6 +16,8 @@ from proconsul.http.txn import TxnHandlers
 
 def build_app(backend: Backend, app: APIApp) -> APIApp:
     KVHandlers(app, backend.kvs)
+    CatalogHandlers(app, backend.catalog)
+    HealthHandlers(app, backend.health)
     SessionHandlers(app, backend.session, backend.agent.node_name)
     TxnHandlers(app, backend.txn)
     StatusHandlers(app, backend.status)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from proconsul.state.catalog import HealthEntry, MetaFilter
+from proconsul.structs.catalog import HealthCheck, Node, NodeService
 from proconsul.structs.kvs import KVEntry
 from proconsul.structs.query import QueryMeta, QueryOptions
 from proconsul.structs.session import Session
@@ -27,6 +29,49 @@ class KVSBackend(Protocol):
     async def list_keys(
         self, prefix: str, separator: str, opts: QueryOptions
     ) -> tuple[QueryMeta, list[str]]: ...
+
+
+class CatalogBackend(Protocol):
+    async def register(self, body: dict[str, Any]) -> None: ...
+
+    async def deregister(self, body: dict[str, Any]) -> None: ...
+
+    def datacenters(self) -> list[str]: ...
+
+    async def nodes(
+        self, node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[Node]]: ...
+
+    async def services(
+        self, node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, dict[str, list[str]]]: ...
+
+    async def service_nodes(
+        self, name: str, tags: list[str], node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[tuple[Node, NodeService]]]: ...
+
+    async def node_services(
+        self, node: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, Node | None, list[NodeService]]: ...
+
+
+class HealthBackend(Protocol):
+    async def node_checks(
+        self, node: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[HealthCheck]]: ...
+
+    async def service_checks(
+        self, name: str, node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[HealthCheck]]: ...
+
+    async def checks_in_state(
+        self, state: str, node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[HealthCheck]]: ...
+
+    async def service_nodes(
+        self, name: str, tags: list[str], node_meta: MetaFilter, passing: bool,
+        opts: QueryOptions,
+    ) -> tuple[QueryMeta, list[HealthEntry]]: ...
 
 
 class SessionBackend(Protocol):
@@ -89,6 +134,12 @@ class AgentBackend(Protocol):
 class Backend(Protocol):
     @property
     def kvs(self) -> KVSBackend: ...
+
+    @property
+    def catalog(self) -> CatalogBackend: ...
+
+    @property
+    def health(self) -> HealthBackend: ...
 
     @property
     def session(self) -> SessionBackend: ...

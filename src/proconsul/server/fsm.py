@@ -19,7 +19,7 @@ from proconsul.server.commands import IGNORE_UNKNOWN_FLAG, MessageType, decode
 from proconsul.state.store import Store
 from proconsul.state.txn_ops import run_kv_txn
 from proconsul.structs import kvs as K
-from proconsul.structs.catalog import HealthCheck, Node
+from proconsul.structs.catalog import HealthCheck, Node, NodeService
 from proconsul.structs.kvs import KVEntry
 from proconsul.structs.session import Session
 
@@ -65,28 +65,38 @@ class FSM:
     # -- handlers (txn, body) -> result -----------------------------------------------------
 
     def _register(self, txn: Any, body: dict[str, Any]) -> Result:
+        """A RegisterRequest: the node (unless SkipNodeUpdate finds it already there), then
+        its service, then its checks, all at one index."""
         store = self.store
-        if not body.get("SkipNodeUpdate") or body["Node"] not in store.nodes:
-            store.ensure_node(txn, Node.from_wire(body))
+        name = body["Node"]
+        if not body.get("SkipNodeUpdate") or name not in store.nodes:
+            meta = body.get("NodeMeta")
+            if meta is None:
+                meta = body.get("Meta")
+            store.ensure_node(txn, Node.from_wire({**body, "Meta": meta}))
+        if body.get("Service"):
+            store.ensure_service(txn, NodeService.from_wire({**body["Service"], "Node": name}))
         checks = list(body.get("Checks") or ())
         if body.get("Check"):
             checks.append(body["Check"])
         for c in checks:
-            store.ensure_check(txn, HealthCheck.from_wire({**c, "Node": body["Node"]}))
+            store.ensure_check(txn, HealthCheck.from_wire({**c, "Node": c.get("Node") or name}))
         return None
 
     def _deregister(self, txn: Any, body: dict[str, Any]) -> Result:
+        """Only a node: it goes with everything on it; else the named service (with its
+        checks) and/or the named check."""
         store = self.store
-        if body.get("CheckID"):
-            key = (body["Node"], body["CheckID"])
-            old = store.checks.pop(key, None)
-            if old is not None:
-                txn.on_abort(lambda: store.checks.__setitem__(key, old))
-                txn.touch("checks", ("node", body["Node"]))
-                for sid in store.sessions_for_check(*key):
-                    store.session_destroy(txn, sid)
-        else:
-            store.delete_node(txn, body["Node"])
+        node = body["Node"]
+        service_id = body.get("ServiceID") or ""
+        check_id = body.get("CheckID") or ""
+        if not service_id and not check_id:
+            store.delete_node(txn, node)
+            return None
+        if service_id:
+            store.delete_service(txn, node, service_id)
+        if check_id:
+            store.delete_check(txn, node, check_id)
         return None
 
     def _kvs(self, txn: Any, body: dict[str, Any]) -> Result:

@@ -12,10 +12,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from proconsul import CONSUL_COMPAT_VERSION
 from proconsul.errors import NoLeader, RPCError, StateError
 from proconsul.server.applier import Applier
 from proconsul.server.blocking import QueryFn, blocking_query
+from proconsul.server.catalog_endpoint import CatalogEndpoint
 from proconsul.server.commands import MessageType, encode
+from proconsul.server.health_endpoint import HealthEndpoint
 from proconsul.server.kvs_endpoint import KVSEndpoint
 from proconsul.server.session_endpoint import SessionEndpoint
 from proconsul.server.snapshot_endpoint import SnapshotEndpoint
@@ -34,6 +37,9 @@ from proconsul.structs.session import SERF_CHECK_ID, SERF_CHECK_NAME
 
 log = logging.getLogger("proconsul.server")
 
+#: The service every server registers for itself (Consul's structs.ConsulServiceName).
+CONSUL_SERVICE = "consul"
+
 
 class Server:
     def __init__(
@@ -47,6 +53,7 @@ class Server:
         default_query_time: float = 300.0,
         max_query_time: float = 600.0,
         node_meta: dict[str, str] | None = None,
+        server_port: int = 8300,
     ) -> None:
         self.applier = applier
         self.node_name = node_name
@@ -54,10 +61,13 @@ class Server:
         self.datacenter = datacenter
         self.advertise_addr = advertise_addr
         self.node_meta = dict(node_meta or {})
+        self.server_port = server_port
         self.session_ttl_min = session_ttl_min
         self.default_query_time = default_query_time
         self.max_query_time = max_query_time
         self.kvs = KVSEndpoint(self)
+        self.catalog = CatalogEndpoint(self)
+        self.health = HealthEndpoint(self)
         self.session = SessionEndpoint(self)
         self.txn = TxnEndpoint(self)
         self.snapshot = SnapshotEndpoint(self)
@@ -95,8 +105,8 @@ class Server:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def reconcile_self(self) -> None:
-        """Register this server's node with a passing serfHealth check, as the leader's member
-        reconciliation does for every alive member."""
+        """Register this server's node with a passing serfHealth check and its `consul`
+        service, as the leader's member reconciliation does for every alive server."""
         body = {
             "ID": self.node_id,
             "Node": self.node_name,
@@ -106,7 +116,16 @@ class Server:
                 "lan": self.advertise_addr, "lan_ipv4": self.advertise_addr,
                 "wan": self.advertise_addr, "wan_ipv4": self.advertise_addr,
             },
-            "Meta": {"consul-network-segment": "", **self.node_meta},
+            "NodeMeta": {"consul-network-segment": "", **self.node_meta},
+            "Service": {
+                "ID": CONSUL_SERVICE, "Service": CONSUL_SERVICE, "Port": self.server_port,
+                "Weights": {"Passing": 1, "Warning": 1},
+                "Meta": {
+                    "non_voter": "false", "read_replica": "false", "raft_version": "3",
+                    "serf_protocol_current": "2", "serf_protocol_min": "1",
+                    "serf_protocol_max": "5", "version": CONSUL_COMPAT_VERSION,
+                },
+            },
             "Check": {
                 "CheckID": SERF_CHECK_ID, "Name": SERF_CHECK_NAME, "Status": HEALTH_PASSING,
                 "Output": "Agent alive and reachable",

@@ -18,7 +18,7 @@ from proconsul.state.kvs import KVSTable
 from proconsul.state.session import SessionTable
 from proconsul.state.txn import WriteTxn
 from proconsul.state.watch import Watches, WatchSet
-from proconsul.structs.catalog import HealthCheck, Node
+from proconsul.structs.catalog import HealthCheck, Node, NodeService
 from proconsul.structs.kvs import KVEntry
 from proconsul.structs.session import Session
 
@@ -46,6 +46,11 @@ class Store(KVSTable, SessionTable, CatalogTables):
         # catalog
         self.nodes: dict[str, Node] = {}
         self.checks: dict[tuple[str, str], HealthCheck] = {}
+        self.services: dict[tuple[str, str], NodeService] = {}
+        self.services_by_name: dict[str, set[tuple[str, str]]] = {}
+        self.services_by_node: dict[str, set[str]] = {}
+        self.checks_by_node: dict[str, set[str]] = {}
+        self.checks_by_service: dict[tuple[str, str], set[str]] = {}
 
     # -- indexes and watches ------------------------------------------------------------------
 
@@ -91,6 +96,10 @@ class Store(KVSTable, SessionTable, CatalogTables):
                 {**n.to_wire(), "CreateIndex": n.create_index, "ModifyIndex": n.modify_index}
                 for n in self.nodes.values()
             ],
+            "Services": [
+                {**v.to_wire(), "CreateIndex": v.create_index, "ModifyIndex": v.modify_index}
+                for v in self.services.values()
+            ],
             "Checks": [
                 {**c.to_wire(), "CreateIndex": c.create_index, "ModifyIndex": c.modify_index}
                 for c in self.checks.values()
@@ -118,8 +127,12 @@ class Store(KVSTable, SessionTable, CatalogTables):
             n = replace(Node.from_wire(m), create_index=int(m.get("CreateIndex", 0)),
                         modify_index=int(m.get("ModifyIndex", 0)))
             s.nodes[n.node] = n
+        for m in data.get("Services", ()):
+            s.index_service(replace(
+                NodeService.from_wire(m), create_index=int(m.get("CreateIndex", 0)),
+                modify_index=int(m.get("ModifyIndex", 0))))
         for m in data.get("Checks", ()):
-            c = replace(HealthCheck.from_wire(m), create_index=int(m.get("CreateIndex", 0)),
-                        modify_index=int(m.get("ModifyIndex", 0)))
-            s.checks[(c.node, c.check_id)] = c
+            s.index_check(replace(
+                HealthCheck.from_wire(m), create_index=int(m.get("CreateIndex", 0)),
+                modify_index=int(m.get("ModifyIndex", 0))))
         return s

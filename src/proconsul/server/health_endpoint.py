@@ -1,0 +1,77 @@
+"""Health reads on the server (Consul's agent/consul/health_endpoint.go): checks by node,
+service and state, and service entries with the `passing` filter applied server-side so a
+blocking query's answer is already the filtered one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from proconsul.structs.catalog import HEALTH_PASSING
+
+if TYPE_CHECKING:
+    from proconsul.server.server import Server
+    from proconsul.state.catalog import HealthEntry, MetaFilter
+    from proconsul.state.store import Store
+    from proconsul.state.watch import WatchSet
+    from proconsul.structs.catalog import HealthCheck
+    from proconsul.structs.query import QueryMeta, QueryOptions
+
+
+class HealthEndpoint:
+    def __init__(self, server: Server) -> None:
+        self._srv = server
+
+    async def _read(self, opts: QueryOptions, run: Any) -> QueryMeta:
+        meta = await self._srv.read(opts, run)
+        meta.consistency_level = self._srv.consistency_of(opts)
+        return meta
+
+    async def node_checks(
+        self, node: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[HealthCheck]]:
+        found: list[list[HealthCheck]] = [[]]
+
+        def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
+            index, found[0] = store.node_checks(ws, node)
+            return index, False
+
+        return await self._read(opts, query), found[0]
+
+    async def service_checks(
+        self, name: str, node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[HealthCheck]]:
+        found: list[list[HealthCheck]] = [[]]
+
+        def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
+            index, found[0] = store.service_checks(ws, name, node_meta)
+            return index, False
+
+        return await self._read(opts, query), found[0]
+
+    async def checks_in_state(
+        self, state: str, node_meta: MetaFilter, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[HealthCheck]]:
+        found: list[list[HealthCheck]] = [[]]
+
+        def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
+            index, found[0] = store.checks_in_state(ws, state, node_meta)
+            return index, False
+
+        return await self._read(opts, query), found[0]
+
+    async def service_nodes(
+        self, name: str, tags: list[str], node_meta: MetaFilter, passing: bool,
+        opts: QueryOptions,
+    ) -> tuple[QueryMeta, list[HealthEntry]]:
+        found: list[list[HealthEntry]] = [[]]
+
+        def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
+            index, entries = store.health_service_nodes(ws, name, tags, node_meta)
+            if passing:
+                entries = [
+                    e for e in entries if all(c.status == HEALTH_PASSING for c in e[2])
+                ]
+            found[0] = entries
+            return index, False
+
+        return await self._read(opts, query), found[0]
