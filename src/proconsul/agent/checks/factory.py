@@ -1,0 +1,76 @@
+"""One entry point that turns a check definition into a running-ready runner.
+
+Agent local state (API registrations, config files, reloads) should not know which class
+runs which check type, nor remember to apply thresholds and Consul's interval floor; keeping
+that here means every registration path gets the same behaviour and the same error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+
+from .base import CheckDefinition, CheckRunner, CheckStatusSink
+from .docker import DockerCheck
+from .grpc import GRPCCheck, H2PingCheck
+from .http import HTTPCheck
+from .monitor import MIN_INTERVAL, IntervalCheck
+from .script import ScriptCheck, ScriptChecksDisabledError
+from .tcp import TCPCheck
+from .threshold import ThresholdSink
+from .ttl import TTLCheck
+from .udp import UDPCheck
+
+log = logging.getLogger(__name__)
+
+#: check types whose probes run on an interval, with the class that runs each
+INTERVAL_TYPES: dict[str, type[IntervalCheck]] = {
+    "http": HTTPCheck,
+    "tcp": TCPCheck,
+    "udp": UDPCheck,
+    "script": ScriptCheck,
+    "docker": DockerCheck,
+    "grpc": GRPCCheck,
+    "h2ping": H2PingCheck,
+}
+
+#: types Consul knows that this agent does not run; registering one fails loudly
+UNSUPPORTED_TYPES = frozenset(("alias", "os_service"))
+
+
+class CheckTypeError(ValueError):
+    """A definition no runner can serve; `str()` is the text the HTTP API answers with."""
+
+
+class UnsupportedCheckTypeError(CheckTypeError):
+    """A Consul check type this agent does not implement."""
+
+
+def make_runner(defn: CheckDefinition, sink: CheckStatusSink, *,
+                enable_script_checks: bool,
+                loop: asyncio.AbstractEventLoop | None = None) -> CheckRunner:
+    """Build (but do not start) the runner for `defn`.
+
+    TTL checks come back as `TTLCheck` (feed it with `set_status`) and report straight to
+    `sink`, as Consul's do; every other type reports through a `ThresholdSink`. Intervals
+    below one second are raised to one second. Raises `ScriptChecksDisabledError` for
+    script/docker checks when scripts are off, `UnsupportedCheckTypeError` for known but
+    unimplemented types and `CheckTypeError("Check type is not valid")` otherwise.
+    """
+    kind = defn.type
+    if kind == "ttl":
+        return TTLCheck(defn, sink, loop)
+    cls = INTERVAL_TYPES.get(kind)
+    if cls is None:
+        if kind in UNSUPPORTED_TYPES:
+            raise UnsupportedCheckTypeError(f"Check type {kind!r} is not supported by this agent")
+        raise CheckTypeError("Check type is not valid")
+    if kind in ("script", "docker") and not enable_script_checks:
+        raise ScriptChecksDisabledError()
+    if defn.interval < MIN_INTERVAL:
+        log.warning("check %s has interval below minimum of %ss", defn.check_id, MIN_INTERVAL)
+        defn = dataclasses.replace(defn, interval=MIN_INTERVAL)
+    gated = ThresholdSink(sink, defn.success_before_passing, defn.failures_before_warning,
+                          defn.failures_before_critical)
+    return cls(defn, gated, loop)
