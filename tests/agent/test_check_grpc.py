@@ -75,7 +75,8 @@ def _probe_all(targets: list[str], h2ping: bool = False) -> list[tuple[str, str]
             for t in targets:
                 t = t.replace("PORT", str(port))
                 if h2ping:
-                    defn = CheckDefinition("h", "h", h2ping=t, interval=1, timeout=2)
+                    defn = CheckDefinition("h", "h", h2ping=t, h2ping_use_tls=False, interval=1,
+                                           timeout=2)
                     out.append(await H2PingCheck(defn, Recorder()).run_once())
                 else:
                     defn = CheckDefinition("g", "g", grpc=t, interval=1, timeout=2)
@@ -160,7 +161,8 @@ def test_grpc_against_grpcio_when_installed() -> None:
             for t in (f"127.0.0.1:{port}", f"127.0.0.1:{port}/bad"):
                 defn = CheckDefinition("g", "g", grpc=t, interval=1, timeout=2)
                 out.append(await GRPCCheck(defn, Recorder()).run_once())
-            defn = CheckDefinition("h", "h", h2ping=f"127.0.0.1:{port}", interval=1, timeout=2)
+            defn = CheckDefinition("h", "h", h2ping=f"127.0.0.1:{port}", h2ping_use_tls=False,
+                                   interval=1, timeout=2)
             out.append(await H2PingCheck(defn, Recorder()).run_once())
             return out
 

@@ -20,8 +20,11 @@ from typing import Any
 
 from proconsul import CONSUL_COMPAT_VERSION, __version__
 from proconsul import log as logsetup
+from proconsul.agent.ae import ServerCatalog, StateSyncer
 from proconsul.agent.datadir import DataDir
+from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
+from proconsul.agent.registry import LocalAgent, Registry, load_runner_factory
 from proconsul.config.runtime import RuntimeConfig
 from proconsul.errors import ConfigError, ProconsulError
 from proconsul.http.api import build_app
@@ -60,6 +63,8 @@ class Backend:
         self.status = server
         self.snapshot = server.snapshot
         self.agent = agent
+        assert agent.local is not None, "the agent builds its local state before its API"
+        self.local = agent.local
 
 
 class Agent:
@@ -92,6 +97,15 @@ class Agent:
         self.started = time.time()
         self.server: Server | None = None
         self.http: list[HttpServer] = []
+        self.local_state = LocalState(config.node_name, config.check_update_interval,
+                                      config.discard_check_output)
+        self.registry = Registry(
+            self.local_state, enable_script_checks=config.enable_script_checks,
+            enable_local_script_checks=config.enable_local_script_checks,
+            output_max_size=config.check_output_max_size, make_runner=load_runner_factory(),
+        )
+        self.syncer: StateSyncer | None = None
+        self.local: LocalAgent | None = None
         self._stop = asyncio.Event()
         self._leaving = False
 
@@ -99,6 +113,8 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
+        # config-file services first: a bad definition stops the agent before it serves
+        self.registry.load_config(cfg.services, cfg.checks)
         logs, stable, snapshots = await self._raft_stores()
         self.raft = RaftNode(
             RaftConfig(
@@ -118,6 +134,12 @@ class Agent:
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)
+        self.syncer = StateSyncer(self.local_state, ServerCatalog(self.server), self.node_info,
+                                  interval=cfg.ae_interval,
+                                  cluster_size=lambda: len(self.members(False)))
+        self.local = LocalAgent(self.registry, cfg.datacenter, self.syncer.sync_changes_logged)
+        self.syncer.start()
+        self.server.spawn(self._reap_services())
         app, limits = self.http_api(cfg.pretty_json)
         for host, port in cfg.http_addrs:
             srv = HttpServer(app, limits)
@@ -199,6 +221,9 @@ class Agent:
         log.info("Requesting shutdown")
         for srv in self.http:
             await srv.shutdown()
+        if self.syncer is not None:
+            await self.syncer.stop()
+        self.registry.stop_all()
         if self.server is not None:
             await self.server.stop()
         if self.raft is not None:
@@ -220,9 +245,38 @@ class Agent:
             new = self.reloader()
         except ConfigError as err:
             raise ProconsulError(f"Failed reloading config: {err}") from None
+        try:
+            self.registry.load_config(new.services, new.checks)
+        except ProconsulError as err:
+            raise ProconsulError(f"Failed reloading config: {err}") from None
+        self.local_state.discard_check_output = new.discard_check_output
         logsetup.set_level(new.log_level)
         self.config = new
+        if self.syncer is not None:
+            # a reload is also the moment to repair whatever drifted in the catalog
+            await self.syncer.sync_full_logged()
         log.info("Reloaded configuration")
+
+    async def _reap_services(self) -> None:
+        """Deregister services whose checks stayed critical past their
+        DeregisterCriticalServiceAfter, on Consul's reap interval."""
+        cfg = self.config
+        while True:
+            await asyncio.sleep(cfg.check_reap_interval)
+            if self.registry.reap(time.monotonic(), cfg.check_deregister_interval_min):
+                assert self.syncer is not None
+                await self.syncer.sync_changes_logged()
+
+    def node_info(self) -> dict[str, Any]:
+        """The node part of every anti-entropy registration: the server registers the node
+        itself, so the agent only recreates it if it went missing."""
+        addr = self.advertise
+        return {
+            "ID": self.node_id, "Node": self.node_name, "Address": addr,
+            "TaggedAddresses": {"lan": addr, "lan_ipv4": addr, "wan": addr, "wan_ipv4": addr},
+            "NodeMeta": {"consul-network-segment": "", **self.config.node_meta},
+            "SkipNodeUpdate": True,
+        }
 
     # -- views for the HTTP layer -------------------------------------------------------------
 
@@ -265,8 +319,12 @@ class Agent:
         assert self.server is not None
         leader = self.server.leader()
         return {
-            "agent": {"check_monitors": "0", "check_ttls": "0", "checks": "0",
-                      "services": "0"},
+            "agent": {"check_monitors": "0",
+                      "check_ttls": str(sum(1 for c in self.local_state.checks.values()
+                                            if c.definition and c.definition.ttl
+                                            and not c.deleted)),
+                      "checks": str(len(self.local_state.list_checks())),
+                      "services": str(len(self.local_state.list_services()))},
             "build": {"prerelease": "", "revision": f"proconsul-{__version__}",
                       "version": CONSUL_COMPAT_VERSION, "version_metadata": ""},
             "consul": {"acl": "disabled", "bootstrap": "false", "known_datacenters": "1",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from proconsul.http.agent import AgentHandlers
+from proconsul.http.agent_services import AgentServiceHandlers
 from proconsul.http.app import APIApp
 from proconsul.http.backend import Backend
 from proconsul.http.catalog import CatalogHandlers
@@ -22,5 +23,6 @@ def build_app(backend: Backend, app: APIApp) -> APIApp:
     TxnHandlers(app, backend.txn)
     StatusHandlers(app, backend.status)
     AgentHandlers(app, backend.agent)
+    AgentServiceHandlers(app, backend.local)
     SnapshotHandlers(app, backend.snapshot)
     return app

@@ -41,7 +41,8 @@ class CheckDefinition:
     grpc: str = ""
     grpc_use_tls: bool = False
     h2ping: str = ""
-    h2ping_use_tls: bool = False
+    #: Consul defaults H2PING checks to TLS
+    h2ping_use_tls: bool = True
     args: list[str] = field(default_factory=list)
     shell: str = ""
     docker_container_id: str = ""
