@@ -20,6 +20,7 @@ import msgpack
 from xxhash import xxh64_intdigest
 
 from proconsul.errors import DiskFull, StorageError
+from proconsul.raft.stable import decode_uint64, encode_uint64
 
 __all__ = ["FileStableStore", "fsync_dir", "storage_error"]
 
@@ -117,13 +118,7 @@ class FileStableStore:
         return self._data.get(bytes(key), b"")
 
     def set_uint64(self, key: bytes, value: int) -> None:
-        # big-endian like raft-boltdb, so the bytes read the same in a hex dump
-        self.set(key, value.to_bytes(8, "big"))
+        self.set(key, encode_uint64(value))
 
     def get_uint64(self, key: bytes) -> int:
-        raw = self.get(key)
-        if not raw:
-            return 0
-        if len(raw) != 8:
-            raise StorageError(f"stable store {self.path}: {key!r} does not hold a uint64")
-        return int.from_bytes(raw, "big")
+        return decode_uint64(self.get(key), f"stable store {self.path}", key)

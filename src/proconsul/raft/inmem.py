@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from proconsul.errors import LogNotFound, SnapshotError, StorageError
 from proconsul.raft.log import Log
 from proconsul.raft.snapshot import SnapshotMeta
+from proconsul.raft.stable import decode_uint64, encode_uint64
 
 __all__ = ["InmemLogStore", "InmemSnapshotSink", "InmemSnapshotStore", "InmemStableStore"]
 
@@ -101,15 +102,10 @@ class InmemStableStore:
         return self._data.get(bytes(key), b"")
 
     def set_uint64(self, key: bytes, value: int) -> None:
-        self.set(key, value.to_bytes(8, "big"))
+        self.set(key, encode_uint64(value))
 
     def get_uint64(self, key: bytes) -> int:
-        raw = self.get(key)
-        if not raw:
-            return 0
-        if len(raw) != 8:
-            raise StorageError(f"stable store: {key!r} does not hold a uint64")
-        return int.from_bytes(raw, "big")
+        return decode_uint64(self.get(key), "stable store", key)
 
 
 class InmemSnapshotSink:

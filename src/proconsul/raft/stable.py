@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from proconsul.errors import StorageError
+
 KEY_CURRENT_TERM = b"CurrentTerm"
 KEY_LAST_VOTE_TERM = b"LastVoteTerm"
 KEY_LAST_VOTE_CAND = b"LastVoteCand"
+
+
+def encode_uint64(value: int) -> bytes:
+    """uint64 values are stored big-endian like raft-boltdb's, so a hex dump reads the same."""
+    return value.to_bytes(8, "big")
+
+
+def decode_uint64(raw: bytes, where: str, key: bytes) -> int:
+    """0 for a key never set; an error naming the store when the value is not 8 bytes."""
+    if not raw:
+        return 0
+    if len(raw) != 8:
+        raise StorageError(f"{where}: {key!r} does not hold a uint64")
+    return int.from_bytes(raw, "big")
 
 
 class StableStore(Protocol):
