@@ -105,12 +105,12 @@ def test_services_checks_and_watches_accumulate(tmp_path: Path, data_dir: str) -
     first = _write(tmp_path, "a.hcl", """
         service { name = "web" port = 80 check { http = "http://x/" interval = "10s" } }
         service { name = "api" }
-        check { id = "disk" ttl = "30s" }
+        check { id = "disk" name = "disk" ttl = "30s" }
         watches = [{ type = "key" key = "k" args = ["/bin/true"] }]
     """)
     second = _write(tmp_path, "b.json", """{
         "services": [{"name": "db", "tags": ["primary"]}],
-        "checks": [{"id": "mem", "args": ["/bin/mem"], "interval": "1m"}],
+        "checks": [{"id": "mem", "name": "mem", "args": ["/bin/mem"], "interval": "1m"}],
         "watches": [{"type": "nodes", "handler_type": "http",
                      "http_handler_config": {"path": "http://h/"}}]
     }""")
@@ -462,3 +462,15 @@ def test_validate_paths(tmp_path: Path, data_dir: str) -> None:
 def test_build_accepts_flags_object(data_dir: str) -> None:
     cfg, _ = build(AgentFlags(values={"data_dir": data_dir, "ports": {"http": 18500}}), host=HOST)
     assert cfg.http_addrs == (("127.0.0.1", 18500),)
+
+
+def test_bad_service_definition_names_file_and_entry(tmp_path: Path, data_dir: str) -> None:
+    good = _write(tmp_path, "a.hcl", 'service { name = "web" port = 80 }')
+    bad = _write(tmp_path, "b.hcl", 'service { port = 81 }\nservice { name = "x" '
+                 'address = "0.0.0.0" }')
+    with pytest.raises(ConfigError) as info:
+        _load(["-config-file", good, "-config-file", bad, "-data-dir", data_dir])
+    text = str(info.value)
+    assert text.startswith(f"failed to parse {bad}: 2 errors occurred:")
+    assert "services[0]: Missing service name" in text
+    assert "services[1]: Invalid service address" in text

@@ -38,7 +38,14 @@ from proconsul.config.schema import (
     SectionList,
     SectionMap,
 )
-from proconsul.config.source import Decoded, Source, decode, hcl_fragments, load_files
+from proconsul.config.source import (
+    Decoded,
+    Source,
+    check_definitions,
+    decode,
+    hcl_fragments,
+    load_files,
+)
 from proconsul.errors import ConfigError
 
 FLAGS_SOURCE_NAME = "command-line flags"
@@ -770,6 +777,7 @@ def build(flags: AgentFlags, *, host: HostInfo | None = None
     for source in sources:
         one = decode(source)
         warnings.extend(one.warnings)
+        check_definitions(one)
         decoded.append(one)
     merged = merge(decoded)
     resolver = ConfigTree(merged.data, merged.origin, warnings)

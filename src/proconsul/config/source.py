@@ -497,3 +497,23 @@ def decode(source: Source) -> Decoded:
     warnings = [enterprise_warning(path) for path in walker.enterprise]
     warnings.extend(_apply_renames(data, walker.renamed))
     return Decoded(name=source.name, data=data, warnings=warnings)
+
+
+def check_definitions(one: Decoded) -> None:
+    """Refuse a service or check definition the agent could not register, naming the file and
+    the entry, so a bad file stops a start or a reload before anything changes."""
+    from proconsul.agent.definitions import decode_check, decode_service
+    from proconsul.errors import HTTPError
+
+    problems: list[str] = []
+    for key, decoder in (("services", decode_service), ("checks", decode_check)):
+        for i, body in enumerate(one.data.get(key) or ()):
+            try:
+                if decoder is decode_service:
+                    decode_service(body, node="")
+                else:
+                    decode_check(body)
+            except (HTTPError, ValueError) as err:
+                problems.append(f"{key}[{i}]: {err}")
+    if problems:
+        raise ConfigError(f"failed to parse {one.name}: {multierror(problems)}")
