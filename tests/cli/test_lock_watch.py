@@ -221,10 +221,13 @@ def test_watch_without_handler_prints_once(agent: AgentProcess) -> None:
 def test_watch_handler_runs_on_change_only(agent: AgentProcess, tmp_path: Path) -> None:
     calls = tmp_path / "calls"
     calls.mkdir()
-    handler = f"n=$(ls {calls} | wc -l); cat > {calls}/call-$n-$CONSUL_INDEX.json"
+    # write under a temporary name and rename, so the test never reads a half-written file
+    handler = (f"n=$(ls {calls} | wc -l); cat > {calls}/.part && "
+               f"mv {calls}/.part {calls}/call-$n-$CONSUL_INDEX.json")
 
     def seen() -> list[Path]:
-        return sorted(calls.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+        done = [p for p in calls.iterdir() if p.name.startswith("call-")]
+        return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
     with cli(agent, ["watch", "-type=keyprefix", "-prefix=wk2/", handler]) as w:
         assert wait_for(lambda: len(seen()) == 1, 15)
