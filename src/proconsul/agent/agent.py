@@ -21,6 +21,7 @@ from typing import Any
 from proconsul import CONSUL_COMPAT_VERSION, __version__
 from proconsul import log as logsetup
 from proconsul.agent.ae import ServerCatalog, StateSyncer
+from proconsul.agent.checks.alias import ServerHealth
 from proconsul.agent.datadir import DataDir
 from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
@@ -113,8 +114,6 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
-        # config-file services first: a bad definition stops the agent before it serves
-        self.registry.load_config(cfg.services, cfg.checks)
         logs, stable, snapshots = await self._raft_stores()
         self.raft = RaftNode(
             RaftConfig(
@@ -134,6 +133,11 @@ class Agent:
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)
+        # alias checks of services on other nodes read the catalog through the server
+        self.registry.remote_health = ServerHealth(self.server)
+        # config-file services before any listener: a bad definition stops the agent before it
+        # serves (definitions were already checked per file when the config was built)
+        self.registry.load_config(cfg.services, cfg.checks)
         self.syncer = StateSyncer(self.local_state, ServerCatalog(self.server), self.node_info,
                                   interval=cfg.ae_interval,
                                   cluster_size=lambda: len(self.members(False)))

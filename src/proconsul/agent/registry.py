@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from proconsul.agent.checks.alias import RemoteHealth
 from proconsul.agent.checks.base import CheckDefinition, CheckRunner
 from proconsul.agent.definitions import (
     ServiceRegistration,
@@ -78,12 +79,16 @@ class Registry:
         enable_local_script_checks: bool = False,
         output_max_size: int = 4096,
         make_runner: RunnerFactory | None = None,
+        remote_health: RemoteHealth | None = None,
     ) -> None:
         self.state = state
         self.enable_script_checks = enable_script_checks
         self.enable_local_script_checks = enable_local_script_checks or enable_script_checks
         self.output_max_size = output_max_size
         self.make_runner = make_runner
+        #: catalog reads for alias checks on other nodes (a `RemoteHealth`); without one
+        #: such aliases are refused at registration
+        self.remote_health = remote_health
         self.runners: dict[str, CheckRunner] = {}
         #: IDs that came from config files, so a reload removes only those
         self.config_services: set[str] = set()
@@ -172,6 +177,12 @@ class Registry:
             return None
         try:
             # the source gate (_gate_scripts) has already decided on scripts
+            if defn.type == "alias":
+                # local state is both the alias's sink and what it reads; it already wakes
+                # waiters on every change, so the alias reacts at once
+                return self.make_runner(defn, self.state, enable_script_checks=True,
+                                        local_checks=self.state,
+                                        remote_health=self.remote_health)
             return self.make_runner(defn, self.state, enable_script_checks=True)
         except ValueError as err:
             raise BadRequest(f"Invalid check: {err}") from None

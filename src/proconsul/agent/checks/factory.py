@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 
+from .alias import AliasCheck, LocalChecks, RemoteHealth
 from .base import CheckDefinition, CheckRunner, CheckStatusSink
 from .docker import DockerCheck
 from .grpc import GRPCCheck, H2PingCheck
@@ -35,7 +36,8 @@ INTERVAL_TYPES: dict[str, type[IntervalCheck]] = {
     "h2ping": H2PingCheck,
 }
 
-#: types Consul knows that this agent does not run; registering one fails loudly
+#: types Consul knows that this agent does not run; registering one fails loudly (alias
+#: only while the caller gives it nothing to read)
 UNSUPPORTED_TYPES = frozenset(("alias", "os_service"))
 
 
@@ -49,7 +51,9 @@ class UnsupportedCheckTypeError(CheckTypeError):
 
 def make_runner(defn: CheckDefinition, sink: CheckStatusSink, *,
                 enable_script_checks: bool,
-                loop: asyncio.AbstractEventLoop | None = None) -> CheckRunner:
+                loop: asyncio.AbstractEventLoop | None = None,
+                local_checks: LocalChecks | None = None,
+                remote_health: RemoteHealth | None = None) -> CheckRunner:
     """Build (but do not start) the runner for `defn`.
 
     TTL checks come back as `TTLCheck` (feed it with `set_status`) and report straight to
@@ -57,10 +61,18 @@ def make_runner(defn: CheckDefinition, sink: CheckStatusSink, *,
     below one second are raised to one second. Raises `ScriptChecksDisabledError` for
     script/docker checks when scripts are off, `UnsupportedCheckTypeError` for known but
     unimplemented types and `CheckTypeError("Check type is not valid")` otherwise.
+
+    Alias checks are served only when the caller supplies what they read: `local_checks`
+    for an alias on this agent, `remote_health` for one with `AliasNode`; without it they
+    count as unsupported, so a caller that cannot feed them refuses them up front.
     """
     kind = defn.type
     if kind == "ttl":
         return TTLCheck(defn, sink, loop)
+    if kind == "alias":
+        source = remote_health if defn.alias_node else local_checks
+        if source is not None:
+            return AliasCheck(defn, sink, local=local_checks, remote=remote_health, loop=loop)
     cls = INTERVAL_TYPES.get(kind)
     if cls is None:
         if kind in UNSUPPORTED_TYPES:
