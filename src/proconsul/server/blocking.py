@@ -3,7 +3,7 @@ the client's, wait on the watches the read registered, then run it again.
 
 The wait is the client's `wait` (default `default_query_time`, at most `max_query_time`) plus
 a random jitter of up to 1/16 of it, so thousands of watchers do not all return at once. A
-restore wakes every waiter through the abandon watch; the query then re-reads the new store.
+restore resolves every watch channel of the old store, so each waiter wakes and re-reads the new one.
 """
 
 from __future__ import annotations
@@ -50,8 +50,13 @@ async def blocking_query(
     while True:
         store = get_store()
         ws = WatchSet()
-        store.watch_abandon(ws)
         index, missing = fn(ws, store)
+        if not len(ws):
+            # a restore resolves every channel of the old store, so a query that watches
+            # anything wakes through its own channels; only one that watches nothing needs the
+            # shared abandon channel (which, held by every query, would make each wake-up cost
+            # a scan of all of their callbacks)
+            store.watch_abandon(ws)
         index = max(index, 1)
         meta.index = index
         if missing:
