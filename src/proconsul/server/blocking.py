@@ -3,7 +3,8 @@ the client's, wait on the watches the read registered, then run it again.
 
 The wait is the client's `wait` (default `default_query_time`, at most `max_query_time`) plus
 a random jitter of up to 1/16 of it, so thousands of watchers do not all return at once. A
-restore resolves every watch channel of the old store, so each waiter wakes and re-reads the new one.
+restore resolves every watch channel of the old store, so each waiter wakes and re-reads the
+new one.
 """
 
 from __future__ import annotations
