@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from proconsul.cli import err, out, out_bytes
-from proconsul.cli.api import APIError, Client, HTTPFlags, os_error_text
+from proconsul.cli.api import APIError, HTTPFlags, os_error_text
 from proconsul.cli.flags import Flag, FlagSet, parse_args
 
 # ----------------------------------------------------------------------------------------------
@@ -112,10 +112,6 @@ def pretty_pair(pair: dict[str, Any], b64: bool) -> bytes:
             f"Session\t{session}\n"
             f"Value\t{value}")
     return _raw_bytes(tabwrite(text))
-
-
-def _client(http: HTTPFlags) -> Client | None:
-    return http.connect()
 
 
 def _single_key(args: list[str]) -> str | None:
@@ -237,7 +233,7 @@ def run_get(argv: list[str]) -> int:
     if not key and not (f.recurse.value or f.keys.value):
         err("Error! Missing KEY argument")
         return 1
-    client = _client(f.http)
+    client = f.http.connect()
     if client is None:
         return 1
     stale = f.http.stale
@@ -374,7 +370,7 @@ def run_put(argv: list[str]) -> int:
     if f.cas.value and f.modify_index.value == 0:
         err("Must specify -modify-index with -cas!")
         return 1
-    client = _client(f.http)
+    client = f.http.connect()
     if client is None:
         return 1
 
@@ -470,7 +466,7 @@ def run_delete(argv: list[str]) -> int:
     if f.recurse.value and f.cas.value:
         err("Cannot specify both -cas and -recurse!")
         return 1
-    client = _client(f.http)
+    client = f.http.connect()
     if client is None:
         return 1
     if f.recurse.value:
@@ -555,7 +551,7 @@ def run_export(argv: list[str]) -> int:
     key = _single_key(args)
     if key is None:
         return 1
-    client = _client(http)
+    client = http.connect()
     if client is None:
         return 1
     try:
@@ -619,7 +615,7 @@ def run_import(argv: list[str]) -> int:
     except ValueError as exc:
         err(f"Error! {exc}")
         return 1
-    client = _client(http)
+    client = http.connect()
     if client is None:
         return 1
     try:

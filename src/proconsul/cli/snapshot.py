@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from proconsul.cli import err, out
-from proconsul.cli.api import APIError, Client, HTTPFlags, os_error_text
+from proconsul.cli.api import APIError, HTTPFlags, os_error_text
 from proconsul.cli.flags import Flag, FlagSet, parse_args
 from proconsul.cli.kv import go_json, tabwrite
 from proconsul.errors import SnapshotError
@@ -124,10 +124,6 @@ def _file_arg(args: list[str], expected: str) -> str | None:
         err(f"Too many arguments (expected {expected}, got {len(args)})")
         return None
     return args[0]
-
-
-def _client(http: HTTPFlags) -> Client | None:
-    return http.connect()
 
 
 def _go_quote(text: str) -> str:
@@ -251,7 +247,7 @@ def run_save(argv: list[str]) -> int:
     file = _file_arg(args, "1 or 3")
     if file is None:
         return 1
-    client = _client(http)
+    client = http.connect()
     if client is None:
         return 1
     wanted = [w for w in append.value.split(",") if w]
@@ -297,7 +293,7 @@ def run_restore(argv: list[str]) -> int:
     file = _file_arg(args, "1")
     if file is None:
         return 1
-    client = _client(http)
+    client = http.connect()
     if client is None:
         return 1
     try:
