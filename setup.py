@@ -23,6 +23,7 @@ if sys.platform != "win32":
 # name -> source, mirroring the package path under ext/ (Cython ignores a module's own .pxd
 # otherwise).
 EXTENSIONS = {
+    "proconsul._speedups.dns_wire": "ext/proconsul/_speedups/dns_wire.pyx",
     "proconsul._speedups.http_wire": "ext/proconsul/_speedups/http_wire.pyx",
     "proconsul._speedups.raft_log": "ext/proconsul/_speedups/raft_log.pyx",
 }

@@ -28,8 +28,11 @@ def proconsul_cmd() -> list[str]:
 class AgentProcess:
     """A `proconsul agent -dev` child process with its own HTTP port; stopped by PID only."""
 
-    def __init__(self, workdir: Path, extra: list[str] | None = None, dev: bool = True) -> None:
+    def __init__(self, workdir: Path, extra: list[str] | None = None, dev: bool = True,
+                 dns: bool = False) -> None:
         self.http_port = free_port()
+        #: the DNS port (UDP and TCP) when `dns` is on, else None
+        self.dns_port: int | None = free_port() if dns else None
         self.workdir = workdir
         self.log_path = workdir / f"agent-{self.http_port}.log"
         args = [*proconsul_cmd(), "agent"]
@@ -37,7 +40,7 @@ class AgentProcess:
             args.append("-dev")
         args += [
             f"-http-port={self.http_port}",
-            "-dns-port=-1",
+            f"-dns-port={self.dns_port or -1}",
             "-node=test-node",
             *(extra or []),
         ]

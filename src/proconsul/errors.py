@@ -100,3 +100,12 @@ class DataDirLocked(ProconsulError):
 
 class SnapshotError(ProconsulError):
     """A snapshot or snapshot archive is missing, damaged or does not match its checksums."""
+
+
+class DNSFormatError(ValueError):
+    """A DNS message that cannot be parsed; the server answers FORMERR (or drops it when not
+    even the header is readable) and keeps serving."""
+
+
+class RecurseError(ProconsulError):
+    """One attempt at one DNS recursor failed (timeout, socket error); the next one is tried."""

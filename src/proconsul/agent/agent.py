@@ -27,6 +27,7 @@ from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
 from proconsul.agent.registry import LocalAgent, Registry, load_runner_factory
 from proconsul.config.runtime import RuntimeConfig
+from proconsul.dns.server import DNSServer, build_dns_server
 from proconsul.errors import ConfigError, ProconsulError
 from proconsul.http.api import build_app
 from proconsul.http.app import APIApp
@@ -98,6 +99,7 @@ class Agent:
         self.started = time.time()
         self.server: Server | None = None
         self.http: list[HttpServer] = []
+        self.dns: DNSServer | None = None
         self.local_state = LocalState(config.node_name, config.check_update_interval,
                                       config.discard_check_output)
         self.registry = Registry(
@@ -154,6 +156,10 @@ class Agent:
                 await srv.listen(host, port)
                 log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
             self.http.append(srv)
+        if cfg.dns_addrs:
+            self.dns = build_dns_server(cfg, self.server.catalog, self.server.health)
+            for host, port in cfg.dns_addrs:
+                await self.dns.listen(host, port)
 
     async def _raft_stores(self) -> tuple[LogStore, StableStore, SnapshotStore]:
         """In-memory twins for -dev; files under data_dir/raft otherwise (opened off the loop:
@@ -225,6 +231,8 @@ class Agent:
         log.info("Requesting shutdown")
         for srv in self.http:
             await srv.shutdown()
+        if self.dns is not None:
+            await self.dns.close()
         if self.syncer is not None:
             await self.syncer.stop()
         self.registry.stop_all()
@@ -255,6 +263,8 @@ class Agent:
             raise ProconsulError(f"Failed reloading config: {err}") from None
         self.local_state.discard_check_output = new.discard_check_output
         logsetup.set_level(new.log_level)
+        if self.dns is not None:
+            await self.dns.reconfigure(new)
         self.config = new
         if self.syncer is not None:
             # a reload is also the moment to repair whatever drifted in the catalog

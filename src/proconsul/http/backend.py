@@ -71,7 +71,7 @@ class HealthBackend(Protocol):
 
     async def service_nodes(
         self, name: str, tags: list[str], node_meta: MetaFilter, passing: bool,
-        opts: QueryOptions,
+        opts: QueryOptions, connect: bool = False,
     ) -> tuple[QueryMeta, list[HealthEntry]]: ...
 
 

@@ -44,6 +44,7 @@ class HealthHandlers:
         app.add("/v1/health/node/", ("GET",), self.node)
         app.add("/v1/health/checks/", ("GET",), self.checks)
         app.add("/v1/health/service/", ("GET",), self.service)
+        app.add("/v1/health/connect/", ("GET",), self.connect)
         app.add("/v1/health/state/", ("GET",), self.state)
 
     async def node(self, req: Request) -> Response:
@@ -68,12 +69,19 @@ class HealthHandlers:
         return self.app.json(req, apply_filter(flt, [c.to_api() for c in checks]), meta)
 
     async def service(self, req: Request) -> Response:
+        return await self._entries(req, "/v1/health/service/", False)
+
+    async def connect(self, req: Request) -> Response:
+        return await self._entries(req, "/v1/health/connect/", True)
+
+    async def _entries(self, req: Request, prefix: str, connect: bool) -> Response:
         opts = parse_query(req, self.app.discovery_max_stale)
-        name = path_arg(req, "/v1/health/service/", "Missing service name")
+        name = path_arg(req, prefix, "Missing service name")
         passing = passing_param(req)
         flt = request_filter(opts, ENTRY_FIELDS)
         meta, entries = await self.health.service_nodes(
-            name, req.query.get("tag", []), node_meta_filter(req), passing, opts
+            name, req.query.get("tag", []), node_meta_filter(req), passing, opts,
+            connect=connect,
         )
         body = [
             {"Node": node.to_api(), "Service": svc.to_api(),

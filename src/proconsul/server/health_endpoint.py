@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from proconsul.structs.query import QueryMeta, QueryOptions
 
 
+def store_service(store: Store, ws: WatchSet | None, name: str, tags: list[str],
+                  node_meta: MetaFilter) -> tuple[int, list[HealthEntry]]:
+    return store.health_service_nodes(ws, name, tags, node_meta)
+
+
+def store_connect(store: Store, ws: WatchSet | None, name: str, tags: list[str],
+                  node_meta: MetaFilter) -> tuple[int, list[HealthEntry]]:
+    return store.connect_service_nodes(ws, name, tags, node_meta)
+
+
 class HealthEndpoint:
     def __init__(self, server: Server) -> None:
         self._srv = server
@@ -61,12 +71,15 @@ class HealthEndpoint:
 
     async def service_nodes(
         self, name: str, tags: list[str], node_meta: MetaFilter, passing: bool,
-        opts: QueryOptions,
+        opts: QueryOptions, connect: bool = False,
     ) -> tuple[QueryMeta, list[HealthEntry]]:
+        """Instances of `name` with their health; with `connect`, its mesh-capable endpoints
+        (proxies for it and its Connect-native instances) instead."""
         found: list[list[HealthEntry]] = [[]]
+        lookup = store_connect if connect else store_service
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
-            index, entries = store.health_service_nodes(ws, name, tags, node_meta)
+            index, entries = lookup(store, ws, name, tags, node_meta)
             if passing:
                 entries = [
                     e for e in entries if all(c.status == HEALTH_PASSING for c in e[2])

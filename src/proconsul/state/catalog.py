@@ -363,6 +363,32 @@ class CatalogTables:
             entries.append((node, svc, [self.checks[(node.node, cid)] for cid in ids]))
         return self.service_index(name, with_checks=True), entries
 
+    def connect_service_nodes(
+        self, ws: WatchSet | None, name: str, tags: list[str] | None = None,
+        node_meta: MetaFilter = None,
+    ) -> tuple[int, list[HealthEntry]]:
+        """Mesh-capable instances for service `name` (Consul's Connect lookup): the sidecar
+        proxies whose destination it is, and its own instances that are Connect-native.
+
+        Found by a scan of the services (there is no connect index yet), watched through the
+        services table so a new or removed proxy wakes the query, and through each proxy's
+        service so its checks do.
+        """
+        self.watch_table(ws, "services")
+        names = sorted({
+            svc.service for svc in self.services.values()
+            if (svc.kind == "connect-proxy"
+                and svc.proxy.get("DestinationServiceName") == name)
+            or (svc.service == name and svc.connect.get("Native"))
+        })
+        entries: list[HealthEntry] = []
+        index = self.max_index("services")
+        for proxy in names:
+            idx, found = self.health_service_nodes(ws, proxy, tags, node_meta)
+            index = max(index, idx)
+            entries.extend(e for e in found if proxy != name or e[1].connect.get("Native"))
+        return index, entries
+
 
 def _discard(index: dict[_K, set[_V]], key: _K, value: _V) -> None:
     members = index.get(key)
