@@ -242,7 +242,7 @@ cdef Py_ssize_t _pack(Pack* c, Plan plan, Py_ssize_t count, bint authority) exce
 cdef bytes _render(QInfo* q, Plan plan, bint tcp, RenderOptions opts, Rng rng):
     global _compress
     cdef Py_ssize_t total = len(plan._ans), count, cap, udp_cap, max_size, size
-    cdef Py_ssize_t low, high, mid, best, last
+    cdef Py_ssize_t low, high, mid, best, last, est
     cdef int stack_order[STACK_ANSWERS]
     cdef uint8_t stack_seen[STACK_ANSWERS]
     cdef int* order = stack_order
@@ -295,11 +295,25 @@ cdef bytes _render(QInfo* q, Plan plan, bint tcp, RenderOptions opts, Rng rng):
         size = _pack(&c, plan, count, True)
         if size > max_size:
             # Same search as the pure twin, step for step: sizes need not be monotonic in the
-            # answer count (compression), so any other search could pick another count.
+            # answer count (compression), so any other search could pick another count. It
+            # starts where equal-sized answers would stop fitting (one or two packs, usually).
             best = -1
-            last = -1
             low = 0
             high = count - 1
+            est = min(count - 1, count * max_size // size)
+            last = est
+            if _pack(&c, plan, est, True) <= max_size:
+                best = est
+                low = est + 1
+                if low < count:
+                    last = low
+                    if _pack(&c, plan, low, True) <= max_size:
+                        best = low
+                        low += 1
+                    else:
+                        high = low - 1
+            else:
+                high = est - 1
             while low <= high:
                 mid = (low + high) // 2
                 last = mid

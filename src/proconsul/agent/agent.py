@@ -159,7 +159,10 @@ class Agent:
         if cfg.dns_addrs:
             self.dns = build_dns_server(cfg, self.server.catalog, self.server.health)
             for host, port in cfg.dns_addrs:
-                await self.dns.listen(host, port)
+                ports = await self.dns.listen(host, port)
+                for network, bound in zip(("udp", "tcp"), ports, strict=True):
+                    where = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+                    log.info("Started DNS server: address=%s network=%s", where, network)
 
     async def _raft_stores(self) -> tuple[LogStore, StableStore, SnapshotStore]:
         """In-memory twins for -dev; files under data_dir/raft otherwise (opened off the loop:

@@ -77,10 +77,7 @@ class DNSServer:
         self._udp.append(udp)
         self._tcp.append(server)
         loop.add_reader(udp.fileno(), self._readable, udp)
-        tcp_port = server.sockets[0].getsockname()[1]
-        for network, bound in (("udp", udp_port), ("tcp", tcp_port)):
-            log.info("Started DNS server: address=%s network=%s", _join(host, bound), network)
-        return udp_port, tcp_port
+        return udp_port, server.sockets[0].getsockname()[1]
 
     def _readable(self, sock: socket.socket) -> None:
         wire.drain_udp(sock, self.responder, lambda q, a: self._udp_miss(sock, q, a),
@@ -271,10 +268,6 @@ def forward_request(query: wire.Query) -> bytes:
     opt = b"\x00" + struct.pack("!HHIH", wire.TYPE_OPT, max(query.edns_size, 512),
                                 0x8000 if query.edns_do else 0, len(options)) + options
     return head + query.question + opt
-
-
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 

@@ -704,9 +704,27 @@ def render(query: Query, plan: Plan, tcp: bool, opts: RenderOptions, rng: Rng) -
              | (_CD if query._cd else 0) | (plan.rcode & 0xF))
     compress = opts.compress
     out = _pack(query, plan, order, count, True, compress, serial, opt, flags)
-    if len(out) > max_size:
+    size = len(out)
+    if size > max_size:
+        # Start at the count that fits if every answer costs the same (the fixed part makes it
+        # at most one too many): usually one or two packs settle it; else a binary search in
+        # the side the first probe leaves.
         best = -1
         low, high = 0, count - 1
+        est = min(count - 1, count * max_size // size)
+        candidate = _pack(query, plan, order, est, True, compress, serial, opt, flags)
+        if len(candidate) <= max_size:
+            best, out = est, candidate
+            low = est + 1
+            if low < count:
+                candidate = _pack(query, plan, order, low, True, compress, serial, opt, flags)
+                if len(candidate) <= max_size:
+                    best, out = low, candidate
+                    low += 1
+                else:
+                    high = low - 1
+        else:
+            high = est - 1
         while low <= high:
             mid = (low + high) // 2
             candidate = _pack(query, plan, order, mid, True, compress, serial, opt, flags)
