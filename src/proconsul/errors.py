@@ -109,3 +109,15 @@ class DNSFormatError(ValueError):
 
 class RecurseError(ProconsulError):
     """One attempt at one DNS recursor failed (timeout, socket error); the next one is tried."""
+
+
+class GossipError(ProconsulError):
+    """A gossip message or stream that cannot be used; it is dropped and logged, never fatal."""
+
+
+class GossipFormatError(GossipError, ValueError):
+    """Bytes that do not decode as the memberlist or Serf message they claim to be."""
+
+
+class GossipDecryptError(GossipError):
+    """No key in the keyring opens the message (or it is plaintext where encryption is required)."""

@@ -1,0 +1,1 @@
+"""Gossip: a SWIM failure detector that speaks hashicorp/memberlist's wire protocol."""
