@@ -20,6 +20,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_dual_port() -> int:
+    """A port free on 127.0.0.1 for both TCP and UDP now (DNS and gossip listen on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise OSError("no port free for both TCP and UDP")
+
+
 def proconsul_cmd() -> list[str]:
     """The command that runs the CLI from the installed package under this interpreter."""
     return [sys.executable, "-m", "proconsul"]
@@ -32,7 +47,7 @@ class AgentProcess:
                  dns: bool = False) -> None:
         self.http_port = free_port()
         #: the DNS port (UDP and TCP) when `dns` is on, else None
-        self.dns_port: int | None = free_port() if dns else None
+        self.dns_port: int | None = free_dual_port() if dns else None
         self.workdir = workdir
         self.log_path = workdir / f"agent-{self.http_port}.log"
         args = [*proconsul_cmd(), "agent"]

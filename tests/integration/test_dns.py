@@ -44,11 +44,9 @@ class Upstream:
     and TCP on one port."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock, self.listener = self._bind_pair()
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.listener = socket.create_server(("127.0.0.1", self.port))
         self.listener.settimeout(0.2)
         self.seen = 0
         self._stop = threading.Event()
@@ -56,6 +54,21 @@ class Upstream:
                          threading.Thread(target=self._run_tcp, daemon=True)]
         for t in self._threads:
             t.start()
+
+    @staticmethod
+    def _bind_pair() -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket on the same free port: the UDP port the kernel picks may
+        be taken for TCP (another process's connection), so try again with another."""
+        for _ in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 0))
+            try:
+                tcp = socket.create_server(("127.0.0.1", udp.getsockname()[1]))
+            except OSError:
+                udp.close()
+                continue
+            return udp, tcp
+        raise OSError("no port free for both UDP and TCP")
 
     def _reply(self, data: bytes) -> bytes:
         self.seen += 1
