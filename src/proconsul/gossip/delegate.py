@@ -54,3 +54,17 @@ class PingDelegate(Protocol):
     def notify_ping_complete(self, node: NodeState, rtt: float, payload: bytes) -> None:
         """A direct probe of `node` was acked after `rtt` seconds with `payload`."""
         ...
+
+
+class AliveDelegate(Protocol):
+    def notify_alive(self, node: NodeState) -> str | None:
+        """Vet an alive message before it is applied; a returned reason drops it (Consul uses
+        this to keep members of another datacenter out of the LAN pool)."""
+        ...
+
+
+class MergeDelegate(Protocol):
+    def notify_merge(self, peers: list[NodeState]) -> str | None:
+        """Vet the node list a push/pull brings in; a returned reason refuses the whole
+        merge (and fails the join)."""
+        ...
