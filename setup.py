@@ -24,6 +24,7 @@ if sys.platform != "win32":
 # otherwise).
 EXTENSIONS = {
     "proconsul._speedups.dns_wire": "ext/proconsul/_speedups/dns_wire.pyx",
+    "proconsul._speedups.gossip_codec": "ext/proconsul/_speedups/gossip_codec.pyx",
     "proconsul._speedups.gossip_lzw": "ext/proconsul/_speedups/gossip_lzw.pyx",
     "proconsul._speedups.http_wire": "ext/proconsul/_speedups/http_wire.pyx",
     "proconsul._speedups.raft_log": "ext/proconsul/_speedups/raft_log.pyx",

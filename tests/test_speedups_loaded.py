@@ -23,6 +23,7 @@ from proconsul._compat import NO_EXTENSIONS
 #: (selector module, compiled module) for every compiled twin.
 SPEEDUPS = [
     ("proconsul.dns.wire", "proconsul._speedups.dns_wire"),
+    ("proconsul.gossip.codec", "proconsul._speedups.gossip_codec"),
     ("proconsul.gossip.lzw", "proconsul._speedups.gossip_lzw"),
     ("proconsul.http.wire", "proconsul._speedups.http_wire"),
     ("proconsul.raft.log_codec", "proconsul._speedups.raft_log"),
