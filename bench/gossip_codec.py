@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,12 @@ LZW_INPUT = codec_py.make_compound([
                           b"\xff\x82\xa2dc\xa3dc1\xa4role\xa4node", b"\x01\x05\x02\x02\x05\x05"))
     for i in range(12)])
 
+MANY_ALIVES = [
+    codec_py.encode(Alive(i, f"node-{i}.dc1", bytes((10, 1, i >> 8, i & 0xFF)), 8301 + i,
+                          b"\xff\x82\xa2dc\xa3dc1\xa4role\xa4n" + str(i).encode(),
+                          b"\x01\x05\x02\x02\x05\x05"))
+    for i in range(4096)]
+
 Op = Callable[[], object]
 
 
@@ -64,6 +71,10 @@ def codec_ops(codec: ModuleType, lzw: ModuleType) -> dict[str, Op]:
         raw = codec_py.encode(msg)
         ops[f"encode {name}"] = lambda msg=msg: encode(msg)
         ops[f"decode {name}"] = lambda raw=raw: decode(raw)
+    # 4096 different nodes: more than the compiled twin's interning tables hold, so this is
+    # the cost when addresses, names and meta are not values it has seen before
+    many = itertools.cycle(MANY_ALIVES)
+    ops["decode alive, 4096 distinct nodes"] = lambda: decode(next(many))
     unzip = lzw.decompress
     compressed = lzw_py.compress(LZW_INPUT)
     ops[f"lzw compress {len(LZW_INPUT)} B compound"] = lambda: lzw.compress(LZW_INPUT)

@@ -280,3 +280,18 @@ def test_labels_agree(request: pytest.FixtureRequest, pkt: bytes, label: bytes, 
     data = prefix + pkt
     assert (outcome(c.ingest, data, label=label, skip_inbound_label_check=skip)
             == outcome(py.ingest, data, label=label, skip_inbound_label_check=skip))
+
+
+def test_many_distinct_values(request: pytest.FixtureRequest) -> None:
+    # more names, addresses, metas and ports than the compiled twin's interning tables hold,
+    # twice over and in a different order, so slots are shared, missed and handed over
+    c, py = twins(request)
+    raws = [py.encode(Alive(i, f"node-{i % 3000}", bytes((10, i >> 16 & 255, i >> 8 & 255,
+                                                          i & 255)), 1000 + i % 5000,
+                            b"\xff\x81\xa2dc\xa3dc" + str(i % 700).encode(),
+                            b"\x01\x05\x02\x02\x05" + bytes((i % 7,))))
+            for i in range(6000)]
+    rng = random.Random(3)
+    for order in (raws, rng.sample(raws, len(raws)), raws[::-1]):
+        for raw in order:
+            assert c.decode(raw) == py.decode(raw)
