@@ -109,7 +109,7 @@ def test_query_with_filters_acks_and_responses() -> None:
                     e.respond(f"pong from {s.name}".encode())
             s.on_event = answer
         collector = nodes[0].query("ping", b"", QueryParam(filter_tags={"role": "^web$"},
-                                                          request_ack=True, timeout=1.0))
+                                                          request_ack=True, timeout=3.0))
         acks, answers = set(), {}
         while (ack := await collector.acks.get()) is not None:
             acks.add(ack)
@@ -117,7 +117,7 @@ def test_query_with_filters_acks_and_responses() -> None:
             answers[resp.from_] = resp.payload
         assert acks == {"n1", "n3"}
         assert answers == {"n1": b"pong from n1", "n3": b"pong from n3"}
-        collector = nodes[1].query("ping", b"", QueryParam(filter_nodes=["n2"], timeout=0.5,
+        collector = nodes[1].query("ping", b"", QueryParam(filter_nodes=["n2"], timeout=2.0,
                                                           relay_factor=1))
         got = []
         while (resp := await collector.responses.get()) is not None:
