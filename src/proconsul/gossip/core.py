@@ -165,6 +165,3 @@ class MemberlistCore:
                   notify: Callable[[], None] | None = None) -> None:
         """Queue news about `node`; it replaces older queued news about the same node."""
         self.broadcasts.queue(Broadcast(codec.encode(msg), node, notify))
-
-    def address_of(self, state: NodeState) -> Address:
-        return state.address

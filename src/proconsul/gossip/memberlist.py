@@ -16,7 +16,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
-from proconsul.errors import GossipError
+from proconsul.errors import GossipDecryptError, GossipError
 from proconsul.gossip import codec
 from proconsul.gossip.awareness import Awareness
 from proconsul.gossip.config import GossipConfig, push_pull_scale
@@ -38,7 +38,6 @@ from proconsul.gossip.messages import (
     MESSAGE_TYPE_NAMES,
     NACK_RESP_MSG,
     PING_MSG,
-    STATE_ALIVE,
     SUSPECT_MSG,
     USER_MSG,
     Ack,
@@ -52,6 +51,7 @@ from proconsul.gossip.messages import (
 from proconsul.gossip.probe import Probing
 from proconsul.gossip.queue import TransmitLimitedQueue
 from proconsul.gossip.state import NodeState, address_bytes
+from proconsul.gossip.ticker import Ticker
 from proconsul.gossip.transport import Address, Transport
 
 __all__ = ["Delegates", "Memberlist", "parse_join_address"]
@@ -132,7 +132,7 @@ class Memberlist(Probing):
         self._high: deque[tuple[bytes, Address]] = deque()
         self._low: deque[tuple[bytes, Address]] = deque()
         self._drain_scheduled = False
-        self._handles: list[asyncio.TimerHandle] = []
+        self._tickers: list[Ticker] = []
         self.loop = asyncio.get_event_loop()
 
     def delegate_versions(self) -> tuple[int, int, int]:
@@ -153,35 +153,15 @@ class Memberlist(Probing):
         self.alive_node(alive, bootstrap=True)
         cfg = self.config
         self.schedule_probe(self.rng.uniform(0, cfg.probe_interval))
-        self._every(cfg.gossip_interval, self.gossip)
+        self._tickers.append(Ticker(self.loop, lambda: cfg.gossip_interval, self.gossip,
+                                    self.rng.uniform(0, cfg.gossip_interval)))
         if cfg.push_pull_interval > 0:
-            self._schedule_push_pull(self.rng.uniform(0, cfg.push_pull_interval))
-
-    def _every(self, interval: float, fn: object) -> None:
-        assert callable(fn)
-
-        def tick() -> None:
-            if self.shut:
-                return
-            try:
-                fn()
-            finally:
-                self._handles.append(self.loop.call_later(interval, tick))
-                if len(self._handles) > 8:
-                    self._handles = [h for h in self._handles if not h.cancelled()][-4:]
-
-        self._handles.append(self.loop.call_later(self.rng.uniform(0, interval), tick))
-
-    def _schedule_push_pull(self, delay: float) -> None:
-        if self.shut:
-            return
-        self._handles.append(self.loop.call_later(delay, self._push_pull_tick))
+            self._tickers.append(Ticker(
+                self.loop, lambda: push_pull_scale(cfg.push_pull_interval, self.est_num_nodes()),
+                self._push_pull_tick, self.rng.uniform(0, cfg.push_pull_interval)))
 
     def _push_pull_tick(self) -> None:
-        if self.shut:
-            return
-        interval = push_pull_scale(self.config.push_pull_interval, self.est_num_nodes())
-        self._schedule_push_pull(interval)
+        """Anti-entropy with one random alive peer (memberlist pushPull)."""
         peers = self.random_nodes(1)
         if peers:
             self.spawn(self._periodic_push_pull(peers[0]))
@@ -266,8 +246,8 @@ class Memberlist(Probing):
         if self.shut:
             return
         self.shut = True
-        for handle in self._handles:
-            handle.cancel()
+        for ticker in self._tickers:
+            ticker.stop()
         if self.probe_handle is not None:
             self.probe_handle.cancel()
         if self.current_probe is not None:
@@ -407,13 +387,7 @@ class Memberlist(Probing):
                 self.log.error("memberlist: Failed to send gossip to %s:%d: %s",
                                *node.address, exc)
 
-    def alive_count(self) -> int:
-        return sum(1 for n in self.nodes if n.state == STATE_ALIVE)
-
-
 def _packet_error(exc: GossipError) -> str:
-    from proconsul.errors import GossipDecryptError
-
     if isinstance(exc, GossipDecryptError):
         return f"Decrypt packet failed: {exc}"
     return f"Failed to decode packet: {exc}"

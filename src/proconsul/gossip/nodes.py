@@ -42,13 +42,13 @@ class NodeStates(MemberlistCore):
             if pmin == 0 or pmax == 0 or pmin > pmax:
                 self.log.warning("memberlist: Ignoring an alive message for '%s' (%s:%d) "
                                  "because protocol version(s) are wrong: %d <= %s <= %d should "
-                                 "be >0", a.node, _host(a.addr), a.port, pmin, vsn[2], pmax)
+                                 "be >0", a.node, address_text(a.addr), a.port, pmin, vsn[2], pmax)
                 return
         candidate = NodeState(a.node, a.addr, a.port, a.meta, a.incarnation, STATE_DEAD, vsn)
         if self.alive_delegate is not None:
             if len(vsn) < 6:
                 self.log.warning("memberlist: ignoring alive message for '%s' (%s:%d) because "
-                                 "Vsn is not present", a.node, _host(a.addr), a.port)
+                                 "Vsn is not present", a.node, address_text(a.addr), a.port)
                 return
             reason = self.alive_delegate.notify_alive(candidate)
             if reason:
@@ -73,12 +73,12 @@ class NodeStates(MemberlistCore):
             if state.state == STATE_LEFT or (state.state == STATE_DEAD and can_reclaim):
                 self.log.info("memberlist: Updating address for left or failed node %s from "
                               "%s:%d to %s:%d", state.name, state.host, state.port,
-                              _host(a.addr), a.port)
+                              address_text(a.addr), a.port)
                 updates_node = True
             else:
                 self.log.error("memberlist: Conflicting address for %s. Mine: %s:%d Theirs: "
                                "%s:%d Old state: %s", state.name, state.host, state.port,
-                               _host(a.addr), a.port, state.state_name)
+                               address_text(a.addr), a.port, state.state_name)
                 if self.conflict is not None:
                     self.conflict.notify_conflict(state, candidate)
                 return
@@ -95,7 +95,7 @@ class NodeStates(MemberlistCore):
                 return
             self.refute(state, a.incarnation)
             self.log.warning("memberlist: Refuting an alive message for '%s' (%s:%d) meta:(%s "
-                             "VS %s), vsn:(%s VS %s)", a.node, _host(a.addr), a.port,
+                             "VS %s), vsn:(%s VS %s)", a.node, address_text(a.addr), a.port,
                              (a.meta or b"").hex(), (state.meta or b"").hex(), a.vsn.hex(),
                              state.vsn.hex())
         else:
@@ -219,7 +219,3 @@ class NodeStates(MemberlistCore):
                 self.dead_node(Dead(r.incarnation, r.name, r.name))
             elif r.state in (STATE_DEAD, STATE_SUSPECT):
                 self.suspect_node(Suspect(r.incarnation, r.name, self.name))
-
-
-def _host(addr: bytes) -> str:
-    return address_text(addr)

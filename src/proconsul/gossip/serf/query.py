@@ -130,14 +130,14 @@ class QueryEvent:
         self._now = now
         self._size_limit = size_limit
         self._responded = False
-        self._local_name = ""
 
-    def respond(self, payload: bytes, from_: str = "") -> None:
+    def respond(self, payload: bytes) -> None:
+        """Answer the query; the sender fills in this member's name."""
         if self._responded:
             raise GossipError("response already sent")
         if self._now() > self.deadline:
             raise GossipError("response is past the deadline")
-        resp = QueryResponse(self.ltime, self.id, from_, 0, payload)
+        resp = QueryResponse(self.ltime, self.id, "", 0, payload)
         raw = codec.encode(resp)
         if len(raw) > self._size_limit:
             raise GossipError(f"response exceeds limit of {self._size_limit} bytes")

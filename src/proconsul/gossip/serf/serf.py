@@ -61,6 +61,7 @@ from proconsul.gossip.serf.query import (
     should_process,
 )
 from proconsul.gossip.state import NodeState, address_bytes, address_text
+from proconsul.gossip.ticker import Ticker
 from proconsul.gossip.transport import Transport
 
 __all__ = ["Serf", "SerfEvent"]
@@ -121,7 +122,7 @@ class Serf:
         self.memberlist = Memberlist(config.node_name, config.memberlist, transport, delegates,
                                      keyring=keyring, logger=logging.getLogger(
                                          "proconsul.memberlist"), rng=self.rng)
-        self._handles: list[asyncio.TimerHandle] = []
+        self._tickers: list[Ticker] = []
         self._tasks: set[asyncio.Task[object]] = set()
         self.coordinates = Coordinates(self.name, self.log)
 
@@ -136,22 +137,11 @@ class Serf:
     async def start(self) -> None:
         await self.memberlist.start()
         loop = asyncio.get_running_loop()
-        self._every(loop, self.config.reap_interval, self.reap)
-        self._every(loop, self.config.reconnect_interval, self.reconnect)
-        self._every(loop, self.config.queue_check_interval, self.check_queues)
-
-    def _every(self, loop: asyncio.AbstractEventLoop, interval: float,
-               fn: Callable[[], None]) -> None:
-        if interval <= 0:
-            return
-
-        def tick() -> None:
-            if self.state == "shutdown":
-                return
-            self._handles.append(loop.call_later(interval, tick))
-            fn()
-
-        self._handles.append(loop.call_later(interval, tick))
+        for interval, duty in ((self.config.reap_interval, self.reap),
+                               (self.config.reconnect_interval, self.reconnect),
+                               (self.config.queue_check_interval, self.check_queues)):
+            if interval > 0:
+                self._tickers.append(Ticker(loop, _constant(interval), duty, interval))
 
     def spawn(self, coro: object) -> None:
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
@@ -212,8 +202,8 @@ class Serf:
         if self.state != "left":
             self.log.warning("serf: Shutdown without a Leave")
         self.state = "shutdown"
-        for handle in self._handles:
-            handle.cancel()
+        for ticker in self._tickers:
+            ticker.stop()
         for task in list(self._tasks):
             task.cancel()
         for collector in list(self.queries.values()):
@@ -468,7 +458,7 @@ class Serf:
         if len(self.members) < relay_factor + 1:
             self.log.error("serf: failed to relay response: not enough other members to relay")
             return
-        header = RelayHeader(UDPAddr(_ip_bytes(dest[0]), dest[1], ""), dest_name)
+        header = RelayHeader(UDPAddr(address_bytes(dest[0]), dest[1], ""), dest_name)
         relayed = codec.encode_relay(header, raw)
         for m in self.rng.sample(peers, min(relay_factor, len(peers))):
             self.memberlist.send_to_address((address_text(m.addr), m.port), relayed)
@@ -538,16 +528,16 @@ class Serf:
                 queue.prune(limit)
 
 
+def _constant(value: float) -> Callable[[], float]:
+    return lambda: value
+
+
 def _resolver(fut: asyncio.Future[None]) -> Callable[[], None]:
     def resolve() -> None:
         if not fut.done():
             fut.set_result(None)
 
     return resolve
-
-
-def _ip_bytes(host: str) -> bytes:
-    return address_bytes(host)
 
 
 class Coordinates:
