@@ -5,65 +5,14 @@ and keyring queries. Shrunken timings; every wait bounded."""
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
-from proconsul.gossip.config import default_local
-from proconsul.gossip.keyring import Keyring
-from proconsul.gossip.mock_transport import MockNetwork
 from proconsul.gossip.serf import codec
-from proconsul.gossip.serf.config import SerfConfig, UserEventRecord
+from proconsul.gossip.serf.config import UserEventRecord
 from proconsul.gossip.serf.events import EventType, MemberEvent
 from proconsul.gossip.serf.messages import KeyRequest, KeyResponse
 from proconsul.gossip.serf.query import QueryEvent, QueryParam
 from proconsul.gossip.serf.serf import Serf, SerfEvent
-
-FAST = replace(default_local(), probe_interval=0.1, probe_timeout=0.04, gossip_interval=0.02,
-               push_pull_interval=0.5, tcp_timeout=0.5, gossip_to_the_dead_time=1.0)
-
-
-def config(name: str, **tags: str) -> SerfConfig:
-    return SerfConfig(name, dict(tags), protocol_version=5, memberlist=FAST,
-                      broadcast_timeout=1.0, leave_propagate_delay=0.1, reap_interval=0.2,
-                      reconnect_timeout=1.0, tombstone_timeout=1.0)
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-async def pool(n: int, keyring: bool = False) -> tuple[list[Serf], list[list[SerfEvent]]]:
-    net = MockNetwork(seed=n)
-    nodes: list[Serf] = []
-    logs: list[list[SerfEvent]] = []
-    for i in range(n):
-        log: list[SerfEvent] = []
-        ring = Keyring([bytes(range(16))]) if keyring else None
-        s = Serf(config(f"n{i}", role="web" if i % 2 else "db"), net.new_transport(),
-                 log.append, keyring=ring, rng=random.Random(i))
-        await s.start()
-        nodes.append(s)
-        logs.append(log)
-    seed = "{}:{}".format(*nodes[0].memberlist.transport.advertise())
-    for s in nodes[1:]:
-        assert await s.join([seed]) == 1
-    await wait_for(lambda: all(len(s.members) == n for s in nodes))
-    return nodes, logs
-
-
-def status(s: Serf, name: str) -> str:
-    m = s.members.get(name)
-    return m.status_name if m else "none"
-
-
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(main(), 60))
+from tests.gossip.serf.harness import pool, run, status, wait_for
 
 
 def test_members_tags_and_join_events() -> None:
@@ -169,6 +118,59 @@ def test_keyring_queries_change_every_ring() -> None:
             ring = s.memberlist.keyring
             assert ring is not None and ring.primary_key == new
         nodes[1].user_event("after", b"", coalesce=False)
+        for s in nodes:
+            await s.shutdown()
+
+    run(main)
+
+
+#: serf's Stats() keys (coordinate_resets only while coordinates are on)
+STATS_KEYS = {"members", "failed", "left", "health_score", "member_time", "event_time",
+              "query_time", "intent_queue", "event_queue", "query_queue", "encrypted",
+              "coordinate_resets"}
+
+
+def test_stats_counts_members_clocks_and_queues() -> None:
+    async def main() -> None:
+        nodes, _ = await pool(4)
+        s = nodes[0]
+        stats = s.stats()
+        assert set(stats) == STATS_KEYS
+        assert all(isinstance(v, str) for v in stats.values())
+        assert (stats["members"], stats["failed"], stats["left"]) == ("4", "0", "0")
+        assert stats["encrypted"] == "false"
+        assert stats["coordinate_resets"] == "0"
+        assert int(stats["health_score"]) >= 0
+        assert stats["member_time"] == str(s.clock.time())
+        events_before, queued_before = int(stats["event_time"]), int(stats["event_queue"])
+        queries_before = int(stats["query_time"])
+        s.user_event("deploy", b"", coalesce=False)
+        s.query("ping", b"", QueryParam(timeout=0.5))
+        stats = s.stats()
+        assert int(stats["event_time"]) == events_before + 1
+        assert int(stats["event_queue"]) == queued_before + 1
+        assert int(stats["query_time"]) == queries_before + 1
+        assert int(stats["query_queue"]) >= 1
+        await nodes[3].leave()
+        await nodes[3].shutdown()
+        await nodes[2].memberlist.shutdown()
+        await wait_for(lambda: s.stats()["left"] == "1" and s.stats()["failed"] == "1",
+                       timeout=20)
+        stats = s.stats()
+        assert stats["members"] == "4"
+        assert stats["intent_queue"] == str(len(s.intents))
+        for node in nodes[:3]:
+            await node.shutdown()
+
+    run(main)
+
+
+def test_stats_encryption_and_no_coordinates() -> None:
+    async def main() -> None:
+        nodes, _ = await pool(2, keyring=True, disable_coordinates=True)
+        stats = nodes[1].stats()
+        assert stats["encrypted"] == "true"
+        assert set(stats) == STATS_KEYS - {"coordinate_resets"}
         for s in nodes:
             await s.shutdown()
 

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from proconsul.gossip.serf.config import UserEventRecord
 from proconsul.gossip.serf.events import MEMBER_EVENT_TYPES, EventType, MemberEvent, NamedMember
 from proconsul.gossip.serf.messages import UserEvent
 
@@ -173,9 +174,11 @@ class StampedEvent(Protocol):
 
 
 class UserEventCoalescer(Coalescer):
-    """For user events sent with `cc` (coalesce) set, keeps per event name only those with
-    the highest Lamport time seen; others pass through. `handles` picks `messages.UserEvent`
-    with `cc`; a subclass may accept another record with `ltime` and `name`."""
+    """For user events sent with coalescing allowed, keeps per event name only those with
+    the highest Lamport time seen; others pass through. `handles` picks the record Serf
+    delivers (`config.UserEventRecord` with `coalesce`) and the wire struct
+    (`messages.UserEvent` with `cc`); a subclass may accept another record with `ltime` and
+    `name`."""
 
     __slots__ = ("_events",)
 
@@ -185,6 +188,8 @@ class UserEventCoalescer(Coalescer):
         self._events: dict[str, tuple[int, list[StampedEvent]]] = {}
 
     def handles(self, event: object) -> bool:
+        if isinstance(event, UserEventRecord):
+            return event.coalesce
         return isinstance(event, UserEvent) and event.cc
 
     def _coalesce(self, raw: object) -> None:

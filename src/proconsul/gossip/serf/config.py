@@ -7,6 +7,7 @@ timeout, 3 s leave propagation, 4,096-deep queues); `consul_pool` applies them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from proconsul.gossip.config import GossipConfig, default_lan
@@ -19,7 +20,7 @@ from proconsul.gossip.serf.messages import (
 )
 
 __all__ = [
-    "PROTOCOL_MAX", "PROTOCOL_MIN", "STATUS_NAMES", "SerfConfig", "SerfMember",
+    "PROTOCOL_MAX", "PROTOCOL_MIN", "STATUS_NAMES", "MergeCheck", "SerfConfig", "SerfMember",
     "UserEventRecord", "consul_pool",
 ]
 
@@ -33,6 +34,13 @@ STATUS_NAMES = {STATUS_NONE: "none", STATUS_ALIVE: "alive", STATUS_LEAVING: "lea
 
 @dataclass
 class SerfConfig:
+    """Serf's knobs. `snapshot_path` names the member-list snapshot file (Consul:
+    `<data_dir>/serf/local.snapshot`): replayed at construction to restore the Lamport clocks
+    and the nodes to rejoin, then appended to. `rejoin_after_leave` makes a restart rejoin
+    even after a graceful leave. `merge_delegate` vets the members a push/pull or an alive
+    message would add (serf's `Config.Merge`): it gets them as SerfMember records (status
+    none, or left) and returns a reason to refuse them, or None to accept."""
+
     node_name: str
     tags: dict[str, str] = field(default_factory=dict)
     protocol_version: int = 4
@@ -63,6 +71,7 @@ class SerfConfig:
     rejoin_after_leave: bool = False
     disable_coordinates: bool = False
     keyring_file: str = ""
+    merge_delegate: MergeCheck | None = None
 
 
 def consul_pool(node_name: str, tags: dict[str, str], memberlist: GossipConfig) -> SerfConfig:
@@ -101,6 +110,10 @@ class SerfMember:
         if len(vsn) == 6:
             (self.protocol_min, self.protocol_max, self.protocol_cur, self.delegate_min,
              self.delegate_max, self.delegate_cur) = vsn
+
+
+#: serf's MergeDelegate.NotifyMerge: the members to vet -> a reason to refuse them, or None.
+MergeCheck = Callable[[list[SerfMember]], str | None]
 
 
 @dataclass

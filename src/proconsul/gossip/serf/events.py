@@ -1,11 +1,12 @@
 """Member events as Serf hands them to the application (hashicorp/serf `serf/event.go`).
 
-User events are delivered as the wire struct itself (`messages.UserEvent`: LTime, Name,
-Payload and the coalesce flag are exactly Go's `UserEvent` event), so only the member side
-needs a class of its own. A member event may name several members because the member-event
-coalescer batches them; it is generic in the member record, which only needs a `name` (the
-snapshot also reads `addr` and `port`). Event types are the strings handlers and the agent
-RPC see ("member-join", ...), so they compare equal to plain strings.
+Serf delivers user events as `config.UserEventRecord` (LTime, Name, Payload and the
+coalesce flag, Go's `UserEvent` event) and queries as `query.QueryEvent`; this module holds
+the member side. A member event may name several members because the member-event coalescer
+batches them; it is generic in the member record, which only needs a `name` (the snapshot
+also reads `addr` and `port`). Serf hands out copies of its member records, taken when the
+change happened, as Go's events carry `Member` values. Event types are the strings handlers
+and the agent RPC see ("member-join", ...), so they compare equal to plain strings.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ ordered by a Lamport clock of join/leave intents so a late "leave" cannot undo a
 plus application events and queries gossiped through the same packets. Failed members are
 retried (reconnect) and eventually forgotten (reap), left ones kept as tombstones for a while so
 that a push/pull from a peer that missed the leave cannot bring them back.
+
+With a snapshot file, a restarted member resumes its Lamport clocks (so old events and queries
+are not delivered again) and rejoins the nodes it last saw alive, unless it left gracefully.
+Events reach the application through `event_pipeline` (snapshot, internal queries, coalescing).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from proconsul.errors import GossipError
 from proconsul.gossip.keyring import Keyring
@@ -37,6 +42,7 @@ from proconsul.gossip.serf.coordinate import (
     encode_ping_payload,
 )
 from proconsul.gossip.serf.event_buffer import QueryBuffer, UserEventBuffer
+from proconsul.gossip.serf.event_pipeline import EventPipeline, SerfEvent
 from proconsul.gossip.serf.events import EventType, MemberEvent
 from proconsul.gossip.serf.lamport import LamportClock
 from proconsul.gossip.serf.messages import (
@@ -60,16 +66,17 @@ from proconsul.gossip.serf.query import (
     default_query_timeout,
     should_process,
 )
+from proconsul.gossip.serf.snapshot import PreviousNode, Snapshotter
 from proconsul.gossip.state import NodeState, address_bytes, address_text
 from proconsul.gossip.ticker import Ticker
 from proconsul.gossip.transport import Transport
 
 __all__ = ["Serf", "SerfEvent"]
 
+T = TypeVar("T")
+
 #: serf's UserEventSizeLimit ceiling
 USER_EVENT_SANE_LIMIT = 9 * 1024
-
-SerfEvent = MemberEvent[SerfMember] | UserEventRecord | QueryEvent
 
 
 @dataclass
@@ -114,17 +121,43 @@ class Serf:
                                                 self.num_nodes)
         self.query_queue = TransmitLimitedQueue(config.memberlist.retransmit_mult,
                                                 self.num_nodes)
+        #: The nodes alive when the snapshot was last written (rejoined by `start`).
+        self.previous_nodes: list[PreviousNode] = []
+        #: The automatic rejoin `start` began, while or after it runs.
+        self.rejoin_task: asyncio.Task[bool] | None = None
+        self.snapshotter = self._open_snapshot() if config.snapshot_path else None
         self.delegate = SerfDelegate(self)
+        self.events = EventPipeline(config, self.snapshotter, self._dispatch_query,
+                                    self._deliver)
+        vet = self.delegate if config.merge_delegate is not None else None
         delegates = Delegates(delegate=self.delegate, events=self.delegate,
                               conflict=self.delegate,
                               ping=None if config.disable_coordinates else self.delegate,
+                              alive=vet, merge=vet,
                               versions=(PROTOCOL_MIN, PROTOCOL_MAX, config.protocol_version))
         self.memberlist = Memberlist(config.node_name, config.memberlist, transport, delegates,
                                      keyring=keyring, logger=logging.getLogger(
                                          "proconsul.memberlist"), rng=self.rng)
         self._tickers: list[Ticker] = []
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.coordinates = Coordinates(self.name, self.log)
+
+    def _open_snapshot(self) -> Snapshotter:
+        """Replay the snapshot: resume the three clocks past what it recorded, ignore events
+        and queries at or below its times, remember the nodes to rejoin (serf Create)."""
+        try:
+            snap = Snapshotter(self.config.snapshot_path, self.clock,
+                               rejoin_after_leave=self.config.rejoin_after_leave)
+        except OSError as exc:
+            raise GossipError(f"Failed to setup snapshot: failed to open snapshot: {exc}") \
+                from exc
+        self.previous_nodes = snap.previous_nodes()
+        self.clock.witness(snap.last_clock)
+        self.event_clock.witness(snap.last_event_clock)
+        self.query_clock.witness(snap.last_query_clock)
+        self.event_buffer.min_time = snap.last_event_clock + 1
+        self.query_buffer.min_time = snap.last_query_clock + 1
+        return snap
 
     def save_keyring(self) -> None:
         """Persist the keyring after a keyring query changed it (serf writeKeyringFile)."""
@@ -134,20 +167,46 @@ class Serf:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, rejoin: bool = True) -> None:
+        """Start gossiping; with `rejoin` (serf's behaviour) also begin rejoining the nodes
+        the snapshot remembers, in the background (`rejoin_task`)."""
         await self.memberlist.start()
         loop = asyncio.get_running_loop()
+        if self.snapshotter is not None:
+            self.snapshotter.start()
         for interval, duty in ((self.config.reap_interval, self.reap),
                                (self.config.reconnect_interval, self.reconnect),
                                (self.config.queue_check_interval, self.check_queues)):
             if interval > 0:
                 self._tickers.append(Ticker(loop, _constant(interval), duty, interval))
+        if rejoin and self.previous_nodes:
+            self.rejoin_task = self.spawn(self.rejoin_previous())
 
-    def spawn(self, coro: object) -> None:
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
-            coro)  # type: ignore[arg-type]
+    async def rejoin_previous(self) -> bool:
+        """Join the first answering node of those the snapshot remembers alive, tried in random
+        order, skipping this one; True once one answered (serf handleRejoin). After a graceful
+        leave there are none to try, unless `rejoin_after_leave`."""
+        previous = [p for p in self.previous_nodes if p.name != self.name]
+        if not previous or self.state != "alive":
+            return False
+        self.rng.shuffle(previous)
+        for prev in previous:
+            self.log.info("serf: Attempting re-join to previously known node: %s", prev)
+            try:
+                await self.memberlist.join([prev.join_address()])
+            except GossipError:
+                continue
+            self.log.info("serf: Re-joined to previously known node: %s", prev)
+            return True
+        self.log.warning("serf: Failed to re-join any previously known node")
+        return False
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `coro` in the background until it ends or Serf shuts down."""
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def join(self, existing: list[str], ignore_old: bool = False) -> int:
         """Join through any of `existing`; how many answered (serf Join)."""
@@ -178,6 +237,8 @@ class Serf:
         if self.state == "shutdown":
             raise GossipError("Leave called after Shutdown")
         self.state = "leaving"
+        if self.snapshotter is not None:
+            self.snapshotter.leave()
         msg = Leave(self.clock.time(), self.name)
         self.clock.increment()
         self.handle_leave_intent(msg)
@@ -209,6 +270,9 @@ class Serf:
         for collector in list(self.queries.values()):
             collector.close()
         await self.memberlist.shutdown()
+        self.events.close()
+        if self.snapshotter is not None:
+            await self.snapshotter.close()
 
     async def set_tags(self, tags: dict[str, str]) -> None:
         """Replace this member's tags and gossip them (serf SetTags)."""
@@ -233,8 +297,43 @@ class Serf:
                    for m in self.members.values())
 
     def emit(self, event: SerfEvent) -> None:
+        """Hand an event to the snapshot, coalescing and then the application."""
+        self.events.feed(event)
+
+    def _dispatch_query(self, event: QueryEvent) -> None:
+        # looked up per query, so the query stage can be stood in for on one member
+        self.delegate.dispatch_query(event)
+
+    def _deliver(self, event: SerfEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
+
+    def decode_tags(self, meta: bytes | None) -> dict[str, str]:
+        """Tags from node meta; what could be read when it is malformed (serf decodeTags)."""
+        try:
+            return codec.decode_tags(meta)
+        except GossipError as exc:
+            self.log.error("serf: Failed to decode tags: %s", exc)
+            return {}
+
+    def stats(self) -> dict[str, str]:
+        """Operator debugging figures, by serf's Stats keys, every value a string."""
+        stats = {
+            "members": str(len(self.members)),
+            "failed": str(len(self.failed)),
+            "left": str(len(self.left)),
+            "health_score": str(self.memberlist.health_score()),
+            "member_time": str(self.clock.time()),
+            "event_time": str(self.event_clock.time()),
+            "query_time": str(self.query_clock.time()),
+            "intent_queue": str(len(self.intents)),
+            "event_queue": str(len(self.event_queue)),
+            "query_queue": str(len(self.query_queue)),
+            "encrypted": "true" if self.memberlist.encryption_enabled() else "false",
+        }
+        if not self.config.disable_coordinates:
+            stats["coordinate_resets"] = str(self.coordinates.client.resets)
+        return stats
 
     # -- memberlist events ---------------------------------------------------------------------
 
@@ -243,7 +342,7 @@ class Serf:
         member = self.members.get(node.name)
         old = 0
         if member is None:
-            member = SerfMember(node.name, node.addr, node.port, codec.decode_tags(node.meta),
+            member = SerfMember(node.name, node.addr, node.port, self.decode_tags(node.meta),
                                 STATUS_ALIVE)
             intent = self.recent_intents.get(node.name)
             if intent is not None:
@@ -256,13 +355,13 @@ class Serf:
             member.status = STATUS_ALIVE
             member.leave_time = 0.0
             member.addr, member.port = node.addr, node.port
-            member.tags = codec.decode_tags(node.meta)
+            member.tags = self.decode_tags(node.meta)
         member.set_versions(node.vsn)
         if old in (STATUS_FAILED, STATUS_LEFT):
             self.failed = [m for m in self.failed if m.name != node.name]
             self.left = [m for m in self.left if m.name != node.name]
         self.log.info("serf: EventMemberJoin: %s %s", member.name, address_text(member.addr))
-        self.emit(MemberEvent(EventType.MEMBER_JOIN, [member]))
+        self.emit(MemberEvent(EventType.MEMBER_JOIN, [replace(member)]))
 
     def node_left(self, node: NodeState) -> None:
         """memberlist says `node` is gone (serf handleNodeLeave): left if it announced its
@@ -286,17 +385,17 @@ class Serf:
             self.log.warning("serf: Bad state when leave: %d", member.status)
             return
         self.log.info("serf: %s: %s %s", text, member.name, address_text(member.addr))
-        self.emit(MemberEvent(kind, [member]))
+        self.emit(MemberEvent(kind, [replace(member)]))
 
     def node_updated(self, node: NodeState) -> None:
         member = self.members.get(node.name)
         if member is None:
             return
         member.addr, member.port = node.addr, node.port
-        member.tags = codec.decode_tags(node.meta)
+        member.tags = self.decode_tags(node.meta)
         member.set_versions(node.vsn)
         self.log.info("serf: EventMemberUpdate: %s", member.name)
-        self.emit(MemberEvent(EventType.MEMBER_UPDATE, [member]))
+        self.emit(MemberEvent(EventType.MEMBER_UPDATE, [replace(member)]))
 
     # -- intents -------------------------------------------------------------------------------
 
@@ -328,7 +427,7 @@ class Serf:
             self.left.append(member)
             self.log.info("serf: EventMemberLeave (forced): %s %s", member.name,
                           address_text(member.addr))
-            self.emit(MemberEvent(EventType.MEMBER_LEAVE, [member]))
+            self.emit(MemberEvent(EventType.MEMBER_LEAVE, [replace(member)]))
         elif member.status not in (STATUS_LEAVING, STATUS_LEFT):
             return False
         if msg.prune:
@@ -444,7 +543,7 @@ class Serf:
 
         event = QueryEvent(q.ltime, q.id, q.name, q.payload or b"", loop.time() + q.timeout / 1e9,
                            send, loop.time, self.config.query_response_size_limit, q.source_node)
-        self.delegate.dispatch_query(event)
+        self.emit(event)
         return rebroadcast
 
     def send_response(self, resp: QueryResponse, dest: tuple[str, int], relay_factor: int,
@@ -481,7 +580,7 @@ class Serf:
         self.members.pop(member.name, None)
         self.failed = [m for m in self.failed if m.name != member.name]
         self.left = [m for m in self.left if m.name != member.name]
-        self.emit(MemberEvent(EventType.MEMBER_REAP, [member]))
+        self.emit(MemberEvent(EventType.MEMBER_REAP, [replace(member)]))
 
     def reap(self) -> None:
         """Forget failed members past the reconnect timeout and left ones past the tombstone

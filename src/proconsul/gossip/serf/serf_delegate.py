@@ -1,10 +1,12 @@
 """Serf's hooks into memberlist (mirrors hashicorp/serf serf/delegate.go, event_delegate.go,
-conflict_delegate.go, ping_delegate.go, internal_query.go).
+conflict_delegate.go, ping_delegate.go, merge_delegate.go, internal_query.go).
 
 memberlist carries Serf's messages as opaque user messages and its state as opaque push/pull
 bytes; this adapter decodes them and routes each to the Serf state machine, supplies the tags as
 node meta, and answers Serf's internal queries (`_serf_ping`, the keyring queries) before the
-application sees any query.
+application sees any query. With a configured merge check it also vets the nodes a push/pull
+or an alive message would add, as members, so that (in Consul) a node of another datacenter
+or a server with conflicting tags never enters the pool.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import base64
 from typing import TYPE_CHECKING
 
 from proconsul.errors import GossipError
+from proconsul.gossip.codec import META_MAX_SIZE
+from proconsul.gossip.messages import STATE_LEFT
 from proconsul.gossip.queue import Broadcast
 from proconsul.gossip.serf import codec
+from proconsul.gossip.serf.config import SerfMember
 from proconsul.gossip.serf.messages import (
     JOIN_MSG,
     LEAVE_MSG,
@@ -22,6 +27,8 @@ from proconsul.gossip.serf.messages import (
     QUERY_MSG,
     QUERY_RESPONSE_MSG,
     RELAY_MSG,
+    STATUS_LEFT,
+    STATUS_NONE,
     USER_EVENT_MSG,
     Join,
     KeyRequest,
@@ -46,7 +53,8 @@ MIN_ENCODED_KEY_LENGTH = 25
 
 
 class SerfDelegate:
-    """memberlist's Delegate, EventDelegate, ConflictDelegate and PingDelegate for one Serf."""
+    """memberlist's Delegate, EventDelegate, ConflictDelegate and PingDelegate for one Serf,
+    and its MergeDelegate and AliveDelegate when the config has a `merge_delegate`."""
 
     def __init__(self, serf: Serf) -> None:
         self.serf = serf
@@ -165,6 +173,45 @@ class SerfDelegate:
         self.serf.log.error("serf: Name conflict for '%s' both %s:%d and %s:%d are claiming",
                             existing.name, existing.host, existing.port, other.host, other.port)
 
+    # -- MergeDelegate and AliveDelegate (serf merge_delegate.go) ------------------------------
+
+    def notify_merge(self, peers: list[NodeState]) -> str | None:
+        """A push/pull brings `peers`: the configured check sees them all as members, and a
+        reason it gives (or one member that is not valid) refuses the whole merge."""
+        check = self.serf.config.merge_delegate
+        if check is None:
+            return None
+        members: list[SerfMember] = []
+        for node in peers:
+            member = self.node_to_member(node)
+            if isinstance(member, str):
+                return member
+            members.append(member)
+        return check(members)
+
+    def notify_alive(self, node: NodeState) -> str | None:
+        """An alive message about `node`: vetted alone, as a one-member merge."""
+        check = self.serf.config.merge_delegate
+        if check is None:
+            return None
+        member = self.node_to_member(node)
+        if isinstance(member, str):
+            return member
+        return check([member])
+
+    def node_to_member(self, node: NodeState) -> SerfMember | str:
+        """`node` as the member a merge check sees (status none, or left when memberlist
+        says so), or why it is not valid (serf nodeToMember / validateMemberInfo)."""
+        if len(node.addr) not in (4, 16):
+            return (f"IP byte length is invalid: {len(node.addr)} bytes is not either 4 or "
+                    "16")
+        if len(node.meta or b"") > META_MAX_SIZE:
+            return f"Encoded length of tags exceeds limit of {META_MAX_SIZE} bytes"
+        member = SerfMember(node.name, node.addr, node.port, self.serf.decode_tags(node.meta),
+                            STATUS_LEFT if node.state == STATE_LEFT else STATUS_NONE)
+        member.set_versions(node.vsn)
+        return member
+
     # -- PingDelegate --------------------------------------------------------------------------
 
     def ack_payload(self) -> bytes:
@@ -176,19 +223,16 @@ class SerfDelegate:
     # -- queries -------------------------------------------------------------------------------
 
     def dispatch_query(self, event: QueryEvent) -> None:
-        """Internal queries are answered here; every other query goes to the application."""
+        """Internal (`_serf_*`) queries are answered here; every other query goes on to the
+        coalescing stages and the application (serf's serfQueries stage)."""
         if not event.name.startswith(INTERNAL_QUERY_PREFIX):
-            self.serf.emit(event)
+            self.serf.events.forward(event)
             return
         kind = event.name[len(INTERNAL_QUERY_PREFIX):]
-        if kind == "ping":
-            return
         if kind in ("install-key", "use-key", "remove-key", "list-keys"):
             self._key_query(kind, event)
-            return
-        if kind == "conflict":
-            return
-        self.serf.log.warning("serf: Unhandled internal query '%s'", kind)
+        elif kind not in ("ping", "conflict"):
+            self.serf.log.warning("serf: Unhandled internal query '%s'", kind)
 
     def _key_query(self, kind: str, event: QueryEvent) -> None:
         serf = self.serf
