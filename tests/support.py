@@ -40,6 +40,13 @@ def proconsul_cmd() -> list[str]:
     return [sys.executable, "-m", "proconsul"]
 
 
+def _flag_port(args: list[str], flag: str) -> int:
+    for arg in args:
+        if arg.startswith(flag + "="):
+            return int(arg.split("=", 1)[1])
+    return 0
+
+
 class AgentProcess:
     """A `proconsul agent -dev` child process with its own HTTP port; stopped by PID only."""
 
@@ -53,11 +60,17 @@ class AgentProcess:
         args = [*proconsul_cmd(), "agent"]
         if dev:
             args.append("-dev")
+        extra = list(extra or [])
+        #: the gossip ports (UDP and TCP), unless the caller chose its own
+        self.serf_lan_port = _flag_port(extra, "-serf-lan-port") or free_dual_port()
+        self.serf_wan_port = _flag_port(extra, "-serf-wan-port") or free_dual_port()
         args += [
             f"-http-port={self.http_port}",
             f"-dns-port={self.dns_port or -1}",
-            "-node=test-node",
-            *(extra or []),
+            f"-serf-lan-port={self.serf_lan_port}",
+            f"-serf-wan-port={self.serf_wan_port}",
+            *([] if any(a.startswith("-node=") for a in extra) else ["-node=test-node"]),
+            *[a for a in extra if not a.startswith(("-serf-lan-port=", "-serf-wan-port="))],
         ]
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None

@@ -194,7 +194,9 @@ def test_no_args_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     assert text.startswith("Usage: consul [--version] [--help] <command> [<args>]\n\n"
                            "Available commands are:\n")
-    assert "    kv          Interact with the key-value store\n" in text
+    # names are padded to the longest top-level command, then four spaces (mitchellh/cli)
+    width = max(len(name) for name in cli_main.COMMANDS if " " not in name)
+    assert f"    {'kv'.ljust(width)}    Interact with the key-value store\n" in text
     assert "kv get" not in text
 
 

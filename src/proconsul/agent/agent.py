@@ -23,12 +23,15 @@ from proconsul import log as logsetup
 from proconsul.agent.ae import ServerCatalog, StateSyncer
 from proconsul.agent.checks.alias import ServerHealth
 from proconsul.agent.datadir import DataDir
+from proconsul.agent.gossip import GossipPools
 from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
 from proconsul.agent.registry import LocalAgent, Registry, load_runner_factory
 from proconsul.config.runtime import RuntimeConfig
 from proconsul.dns.server import DNSServer, build_dns_server
-from proconsul.errors import ConfigError, ProconsulError
+from proconsul.errors import ConfigError, GossipError, ProconsulError
+from proconsul.gossip.serf.events import MemberEvent
+from proconsul.gossip.serf.serf import SerfEvent
 from proconsul.http.api import build_app
 from proconsul.http.app import APIApp
 from proconsul.http.limits import HttpLimits
@@ -42,6 +45,7 @@ from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.raft.snapshot import SnapshotStore
 from proconsul.raft.stable import StableStore
 from proconsul.server.fsm import FSM
+from proconsul.server.member_reconcile import MemberReconciler
 from proconsul.server.server import Server
 
 log = logging.getLogger("proconsul")
@@ -109,7 +113,10 @@ class Agent:
         )
         self.syncer: StateSyncer | None = None
         self.local: LocalAgent | None = None
+        self.gossip: GossipPools | None = None
+        self.reconciler: MemberReconciler | None = None
         self._stop = asyncio.Event()
+        self._stop_signal = 0
         self._leaving = False
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -135,6 +142,7 @@ class Agent:
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)
+        await self._start_gossip()
         # alias checks of services on other nodes read the catalog through the server
         self.registry.remote_health = ServerHealth(self.server)
         # config-file services before any listener: a bad definition stops the agent before it
@@ -163,6 +171,28 @@ class Agent:
                 for network, bound in zip(("udp", "tcp"), ports, strict=True):
                     where = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
                     log.info("Started DNS server: address=%s network=%s", where, network)
+
+    async def _start_gossip(self) -> None:
+        """The LAN pool (and the WAN pool of a server), then the leader's reconciliation of
+        the LAN members into the catalog."""
+        cfg = self.config
+        assert self.server is not None
+        wan_tags = None
+        if cfg.server:
+            wan_tags = {k: v for k, v in self.tags().items() if k != "segment"}
+        self.gossip = GossipPools(
+            cfg, self.node_id, self.tags(), wan_tags, self._on_lan_event, self._on_wan_event,
+            self.data_dir.path if self.data_dir is not None else None)
+        await self.gossip.start()
+        self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list)
+        self.reconciler.start()
+
+    def _on_lan_event(self, event: SerfEvent) -> None:
+        if isinstance(event, MemberEvent) and self.reconciler is not None:
+            self.reconciler.notify(event)
+
+    def _on_wan_event(self, event: SerfEvent) -> None:
+        """WAN membership only feeds the member list and coordinates for now."""
 
     async def _raft_stores(self) -> tuple[LogStore, StableStore, SnapshotStore]:
         """In-memory twins for -dev; files under data_dir/raft otherwise (opened off the loop:
@@ -228,10 +258,27 @@ class Agent:
         log.info("Caught: signal=%s", name)
         if self._stop.is_set():
             os._exit(1)  # a second signal forces the exit, as Consul's does
+        self._stop_signal = sig
         self._stop.set()
 
+    def _leave_on_signal(self) -> bool:
+        """Consul's rule: SIGTERM leaves only with leave_on_terminate (clients' default),
+        SIGINT unless skip_leave_on_interrupt (servers' default)."""
+        if self._stop_signal == signal.SIGTERM:
+            return self.config.leave_on_terminate
+        if self._stop_signal == signal.SIGINT:
+            return not self.config.skip_leave_on_interrupt
+        return False
+
     async def shutdown(self) -> None:
+        if self.gossip is not None and not self._leaving and self._leave_on_signal():
+            log.info("Gracefully shutting down agent...")
+            await self.gossip.leave()
         log.info("Requesting shutdown")
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+        if self.gossip is not None:
+            await self.gossip.shutdown()
         for srv in self.http:
             await srv.shutdown()
         if self.dns is not None:
@@ -248,10 +295,23 @@ class Agent:
         log.info("shutdown complete")
 
     async def leave(self) -> None:
-        """Graceful leave: answer first, then stop (the HTTP answer is already queued)."""
+        """Graceful leave: the pools hear of it first, then the agent stops (after the
+        HTTP answer, which is written when this returns)."""
         log.info("Gracefully shutting down agent...")
         self._leaving = True
+        if self.gossip is not None:
+            await self.gossip.leave()
         asyncio.get_running_loop().call_later(0.05, self._stop.set)
+
+    async def join(self, address: str, wan: bool) -> int:
+        if self.gossip is None:
+            raise GossipError("agent is not running")
+        return await self.gossip.join([address], wan)
+
+    async def force_leave(self, node: str, prune: bool, wan: bool) -> None:
+        if self.gossip is None:
+            raise GossipError("agent is not running")
+        await self.gossip.force_leave(node, prune, wan)
 
     async def reload(self) -> None:
         if self.reloader is None:
@@ -299,6 +359,8 @@ class Agent:
 
     def member(self) -> dict[str, Any]:
         cfg = self.config
+        if self.gossip is not None:
+            return self.gossip.local_member()
         return {
             "Name": cfg.node_name, "Addr": self.advertise, "Port": cfg.ports.serf_lan,
             "Tags": self.tags(), "Status": 1,
@@ -323,7 +385,9 @@ class Agent:
             tags["role"] = "node"
         return tags
 
-    def members(self, wan: bool) -> list[dict[str, Any]]:
+    def members(self, wan: bool, segment: str = "") -> list[dict[str, Any]]:
+        if self.gossip is not None:
+            return self.gossip.members(wan, segment)
         member = self.member()
         if wan:
             if not self.config.server:
@@ -352,11 +416,16 @@ class Agent:
                         "goroutines": str(len(asyncio.all_tasks())),
                         "max_procs": str(os.cpu_count() or 1), "os": platform.system().lower(),
                         "version": f"python{platform.python_version()}"},
-            "serf_lan": {"coordinate_resets": "0", "encrypted": "false", "event_queue": "0",
-                         "event_time": "1", "failed": "0", "health_score": "0",
-                         "intent_queue": "0", "left": "0", "member_time": "1",
-                         "members": "1", "query_queue": "0", "query_time": "1"},
+            **self._serf_stats(),
         }
+
+    def _serf_stats(self) -> dict[str, dict[str, str]]:
+        if self.gossip is None:
+            return {}
+        out = {"serf_lan": self.gossip.stats(self.gossip.lan)}
+        if self.gossip.wan is not None:
+            out["serf_wan"] = self.gossip.stats(self.gossip.wan)
+        return out
 
     def self_info(self) -> dict[str, Any]:
         cfg = self.config
