@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import shutil
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,42 @@ def test_sigterm_leaves_only_with_leave_on_terminate(tmp_path: Path,
     finally:
         quiet.stop()
         polite.stop()
+
+
+def test_user_events_cross_both_ways(tmp_path: Path, serfs: list[SerfProcess]) -> None:
+    import msgpack
+
+    seen = tmp_path / "seen.txt"
+    serfs.append(start_serf("ev1", tmp_path, {"role": "serf"}, extra=[
+        "-event-handler", f'user=echo "$SERF_USER_EVENT $(cat)" >> {seen}']))
+    agent = AgentProcess(tmp_path, ["-node=evs", f"-join={serfs[0].addr}"]).start()
+    try:
+        wait_for(lambda: member_status(agent, "ev1") == 1, 30, "joined")
+        # ours -> serf: the event travels as consul:event:<name> with Consul's payload
+        event = client(agent).event.fire("deploy", body="v2")
+        assert event["Name"] == "deploy" and event["Version"] == 1
+        text = wait_for(lambda: seen.exists() and seen.read_bytes(), 30, "serf got the event")
+        assert b"consul:event:deploy" in text and event["ID"].encode() in text
+
+        # serf -> ours: a Consul-encoded payload fired by the serf CLI is listed by ours
+        event_id = str(uuid.uuid4())
+        raw = msgpack.packb({"ID": event_id, "n": "restart", "p": b"now", "v": 1})
+        assert b"\0" not in raw
+        done = subprocess.run([b"serf", b"event", f"-rpc-addr=127.0.0.1:{serfs[0].rpc}".encode(),
+                               b"consul:event:restart", raw], capture_output=True, timeout=20)
+        assert done.returncode == 0, done.stderr
+
+        def listed() -> list[dict[str, Any]]:
+            _, events = client(agent).event.list(name="restart")
+            return [e for e in events if e["ID"] == event_id]
+
+        got = wait_for(listed, 30, "ours listed the serf event")[0]
+        assert got["Payload"] in (b"now", "now")  # py-consul decodes the base64
+        # our own event is in our list too, and the CLI fires events
+        _, mine = client(agent).event.list(name="deploy")
+        assert [e["ID"] for e in mine] == [event["ID"]]
+        fired = run_cli(["event", "-name=cli-fired", "hello"], agent.http_addr)
+        assert fired.returncode == 0 and fired.stdout.startswith(b"Event ID: "), fired.stderr
+        wait_for(lambda: b"consul:event:cli-fired" in seen.read_bytes(), 30, "serf got cli event")
+    finally:
+        agent.stop()

@@ -27,9 +27,11 @@ from proconsul.agent.gossip import GossipPools
 from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
 from proconsul.agent.registry import LocalAgent, Registry, load_runner_factory
+from proconsul.agent.user_events import UserEvents
 from proconsul.config.runtime import RuntimeConfig
 from proconsul.dns.server import DNSServer, build_dns_server
 from proconsul.errors import ConfigError, GossipError, ProconsulError
+from proconsul.gossip.serf.config import UserEventRecord
 from proconsul.gossip.serf.events import MemberEvent
 from proconsul.gossip.serf.serf import SerfEvent
 from proconsul.http.api import build_app
@@ -71,6 +73,8 @@ class Backend:
         self.agent = agent
         assert agent.local is not None, "the agent builds its local state before its API"
         self.local = agent.local
+        assert agent.user_events is not None, "the agent builds its pools before its API"
+        self.events = agent.user_events
 
 
 class Agent:
@@ -115,6 +119,7 @@ class Agent:
         self.local: LocalAgent | None = None
         self.gossip: GossipPools | None = None
         self.reconciler: MemberReconciler | None = None
+        self.user_events: UserEvents | None = None
         self._stop = asyncio.Event()
         self._stop_signal = 0
         self._leaving = False
@@ -183,6 +188,13 @@ class Agent:
         self.gossip = GossipPools(
             cfg, self.node_id, self.tags(), wan_tags, self._on_lan_event, self._on_wan_event,
             self.data_dir.path if self.data_dir is not None else None)
+        lan = self.gossip.lan
+        self.user_events = UserEvents(
+            cfg.node_name, cfg.datacenter,
+            send=lambda name, payload: lan.user_event(name, payload, coalesce=False),
+            local_services=lambda: [(sid, list(svc.tags)) for sid, svc
+                                    in self.local_state.list_services().items()],
+        )
         await self.gossip.start()
         self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list)
         self.reconciler.start()
@@ -190,6 +202,8 @@ class Agent:
     def _on_lan_event(self, event: SerfEvent) -> None:
         if isinstance(event, MemberEvent) and self.reconciler is not None:
             self.reconciler.notify(event)
+        elif isinstance(event, UserEventRecord) and self.user_events is not None:
+            self.user_events.ingest(event.name, event.payload, event.ltime)
 
     def _on_wan_event(self, event: SerfEvent) -> None:
         """WAN membership only feeds the member list and coordinates for now."""

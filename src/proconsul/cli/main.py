@@ -40,6 +40,7 @@ COMMANDS: dict[str, Entry] = {
                            "Lists all nodes in the given datacenter"),
     "catalog services": Entry("proconsul.cli.catalog", "run_services", "help_services",
                               "Lists all registered services in a datacenter"),
+    "event": Entry("proconsul.cli.event", "run", "help_text", "Fire a new event"),
     "force-leave": Entry("proconsul.cli.join", "run_force_leave", "help_force_leave",
                          "Forces a member of the cluster to enter the \"left\" state"),
     "info": Entry("proconsul.cli.info", "run", "help_text",

@@ -7,6 +7,7 @@ from proconsul.http.agent_services import AgentServiceHandlers
 from proconsul.http.app import APIApp
 from proconsul.http.backend import Backend
 from proconsul.http.catalog import CatalogHandlers
+from proconsul.http.event import EventHandlers
 from proconsul.http.health import HealthHandlers
 from proconsul.http.kv import KVHandlers
 from proconsul.http.session import SessionHandlers
@@ -25,4 +26,5 @@ def build_app(backend: Backend, app: APIApp) -> APIApp:
     AgentHandlers(app, backend.agent)
     AgentServiceHandlers(app, backend.local)
     SnapshotHandlers(app, backend.snapshot)
+    EventHandlers(app, backend.events)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from proconsul.http.event import EventBackend
 from proconsul.state.catalog import HealthEntry, MetaFilter
 from proconsul.structs.catalog import HealthCheck, Node, NodeService
 from proconsul.structs.kvs import KVEntry
@@ -197,3 +198,6 @@ class Backend(Protocol):
 
     @property
     def local(self) -> LocalAgentBackend: ...
+
+    @property
+    def events(self) -> EventBackend: ...
