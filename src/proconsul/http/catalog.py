@@ -1,8 +1,10 @@
 """/v1/catalog (Consul's agent/catalog_endpoint.go), and the query helpers /v1/health shares
-with it: node-meta pairs, path segments and `?filter=` over the answer's JSON objects."""
+with it: node-meta pairs, path segments, `?near=` and `?filter=` over the answer's JSON
+objects."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from proconsul.errors import BadRequest
@@ -46,6 +48,32 @@ def node_meta_filter(req: Request) -> MetaFilter:
     return out
 
 
+def source_addr(req: Request) -> str:
+    """The request's source IP (Consul's sourceAddrFromRequest): the first X-Forwarded-For
+    entry when it is an IP, else the peer's address; "" when neither is one."""
+    forwarded = req.headers.get("x-forwarded-for", "")
+    for candidate in (forwarded.split(",")[0].strip(), req.remote[0] if req.remote else ""):
+        try:
+            ip = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip)
+    return ""
+
+
+def near_source(req: Request, agent_node: str) -> tuple[str, str]:
+    """`?near=` as the server takes it: the node to sort from (`_agent` becomes the node of
+    the agent answering) and, for `_ip`, the request's source address."""
+    near = req.arg("near") or ""
+    if near == "_agent":
+        return agent_node, ""
+    if near == "_ip":
+        return near, source_addr(req)
+    return near, ""
+
+
 def path_arg(req: Request, prefix: str, missing: str) -> str:
     value = req.path[len(prefix):]
     if not value:
@@ -54,9 +82,11 @@ def path_arg(req: Request, prefix: str, missing: str) -> str:
 
 
 class CatalogHandlers:
-    def __init__(self, app: APIApp, catalog: CatalogBackend) -> None:
+    def __init__(self, app: APIApp, catalog: CatalogBackend, node_name: str = "") -> None:
         self.app = app
         self.catalog = catalog
+        #: this agent's node, which `?near=_agent` sorts from
+        self.node_name = node_name
         app.add("/v1/catalog/register", ("PUT",), self.register)
         app.add("/v1/catalog/deregister", ("PUT",), self.deregister)
         app.add("/v1/catalog/datacenters", ("GET",), self.datacenters)
@@ -84,7 +114,9 @@ class CatalogHandlers:
     async def nodes(self, req: Request) -> Response:
         opts = parse_query(req, self.app.discovery_max_stale)
         flt = request_filter(opts, NODE_FIELDS)
-        meta, nodes = await self.catalog.nodes(node_meta_filter(req), opts)
+        near, source_ip = near_source(req, self.node_name)
+        meta, nodes = await self.catalog.nodes(
+            node_meta_filter(req), opts, near=near, source_ip=source_ip)
         return self.app.json(req, apply_filter(flt, [n.to_api() for n in nodes]), meta)
 
     async def services(self, req: Request) -> Response:
@@ -99,8 +131,10 @@ class CatalogHandlers:
         opts = parse_query(req, self.app.discovery_max_stale)
         name = path_arg(req, "/v1/catalog/service/", "Missing service name")
         flt = request_filter(opts, CATALOG_SERVICE_FIELDS)
+        near, source_ip = near_source(req, self.node_name)
         meta, pairs = await self.catalog.service_nodes(
-            name, req.query.get("tag", []), node_meta_filter(req), opts
+            name, req.query.get("tag", []), node_meta_filter(req), opts, near=near,
+            source_ip=source_ip,
         )
         body = [svc.to_catalog_api(node) for node, svc in pairs]
         return self.app.json(req, apply_filter(flt, body), meta)
@@ -132,6 +166,6 @@ class CatalogHandlers:
 
 __all__ = [
     "CATALOG_SERVICE_FIELDS", "CHECK_FIELDS", "ENTRY_FIELDS", "NODE_FIELDS", "SERVICE_FIELDS",
-    "CatalogHandlers", "apply_filter", "node_meta_filter", "path_arg",
-    "request_filter",
+    "CatalogHandlers", "apply_filter", "near_source", "node_meta_filter", "path_arg",
+    "request_filter", "source_addr",
 ]

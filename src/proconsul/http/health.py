@@ -11,6 +11,7 @@ from proconsul.http.catalog import (
     CHECK_FIELDS,
     ENTRY_FIELDS,
     apply_filter,
+    near_source,
     node_meta_filter,
     path_arg,
     request_filter,
@@ -38,9 +39,11 @@ def passing_param(req: Request) -> bool:
 
 
 class HealthHandlers:
-    def __init__(self, app: APIApp, health: HealthBackend) -> None:
+    def __init__(self, app: APIApp, health: HealthBackend, node_name: str = "") -> None:
         self.app = app
         self.health = health
+        #: this agent's node, which `?near=_agent` sorts from
+        self.node_name = node_name
         app.add("/v1/health/node/", ("GET",), self.node)
         app.add("/v1/health/checks/", ("GET",), self.checks)
         app.add("/v1/health/service/", ("GET",), self.service)
@@ -58,14 +61,18 @@ class HealthHandlers:
         opts = parse_query(req, self.app.discovery_max_stale)
         name = path_arg(req, "/v1/health/checks/", "Missing service name")
         flt = request_filter(opts, CHECK_FIELDS)
-        meta, checks = await self.health.service_checks(name, node_meta_filter(req), opts)
+        near, source_ip = near_source(req, self.node_name)
+        meta, checks = await self.health.service_checks(
+            name, node_meta_filter(req), opts, near=near, source_ip=source_ip)
         return self.app.json(req, apply_filter(flt, [c.to_api() for c in checks]), meta)
 
     async def state(self, req: Request) -> Response:
         opts = parse_query(req, self.app.discovery_max_stale)
         state = path_arg(req, "/v1/health/state/", "Missing check state")
         flt = request_filter(opts, CHECK_FIELDS)
-        meta, checks = await self.health.checks_in_state(state, node_meta_filter(req), opts)
+        near, source_ip = near_source(req, self.node_name)
+        meta, checks = await self.health.checks_in_state(
+            state, node_meta_filter(req), opts, near=near, source_ip=source_ip)
         return self.app.json(req, apply_filter(flt, [c.to_api() for c in checks]), meta)
 
     async def service(self, req: Request) -> Response:
@@ -79,9 +86,10 @@ class HealthHandlers:
         name = path_arg(req, prefix, "Missing service name")
         passing = passing_param(req)
         flt = request_filter(opts, ENTRY_FIELDS)
+        near, source_ip = near_source(req, self.node_name)
         meta, entries = await self.health.service_nodes(
             name, req.query.get("tag", []), node_meta_filter(req), passing, opts,
-            connect=connect,
+            connect=connect, near=near, source_ip=source_ip,
         )
         body = [
             {"Node": node.to_api(), "Service": svc.to_api(),

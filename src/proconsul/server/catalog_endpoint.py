@@ -2,7 +2,8 @@
 
 Validation happens here, before anything reaches the log, with Consul's RPC error texts: the
 FSM then applies a request that is known to be well formed, so a replayed log never fails on
-input checks.
+input checks. Node lists and service instances are sorted by `near` inside the read, so a
+blocking query's every answer comes sorted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from proconsul.errors import RPCError
 from proconsul.filter import compile_filter
 from proconsul.server.commands import MessageType, encode
+from proconsul.server.rtt import sort_by_distance
 from proconsul.structs.catalog import CATALOG_SERVICE_FIELDS
 
 if TYPE_CHECKING:
@@ -91,6 +93,14 @@ def prepare_register(body: dict[str, Any], datacenter: str) -> dict[str, Any]:
     return out
 
 
+def _node_name(node: Node) -> str:
+    return node.node
+
+
+def _pair_node(pair: tuple[Node, NodeService]) -> str:
+    return pair[0].node
+
+
 class CatalogEndpoint:
     def __init__(self, server: Server) -> None:
         self._srv = server
@@ -121,12 +131,16 @@ class CatalogEndpoint:
         return meta
 
     async def nodes(
-        self, node_meta: MetaFilter, opts: QueryOptions
+        self, node_meta: MetaFilter, opts: QueryOptions, near: str = "", source_ip: str = "",
     ) -> tuple[QueryMeta, list[Node]]:
+        """Nodes by name, or nearest first to the node `near` names (`_ip`: the node at
+        `source_ip`)."""
         found: list[list[Node]] = [[]]
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
-            index, found[0] = store.catalog_nodes(ws, node_meta)
+            index, nodes = store.catalog_nodes(ws, node_meta)
+            sort_by_distance(store, near, nodes, _node_name, source_ip)
+            found[0] = nodes
             return index, False
 
         return await self._read(opts, query), found[0]
@@ -149,12 +163,15 @@ class CatalogEndpoint:
         return await self._read(opts, query), found[0]
 
     async def service_nodes(
-        self, name: str, tags: list[str], node_meta: MetaFilter, opts: QueryOptions
+        self, name: str, tags: list[str], node_meta: MetaFilter, opts: QueryOptions,
+        near: str = "", source_ip: str = "",
     ) -> tuple[QueryMeta, list[tuple[Node, NodeService]]]:
         found: list[list[tuple[Node, NodeService]]] = [[]]
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
-            index, found[0] = store.service_nodes(ws, name, tags, node_meta)
+            index, pairs = store.service_nodes(ws, name, tags, node_meta)
+            sort_by_distance(store, near, pairs, _pair_node, source_ip)
+            found[0] = pairs
             return index, False
 
         return await self._read(opts, query), found[0]

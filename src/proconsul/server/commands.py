@@ -20,6 +20,7 @@ class MessageType(enum.IntEnum):
     KVS = 2
     SESSION = 3
     TOMBSTONE = 5
+    COORDINATE_BATCH_UPDATE = 6
     TXN = 8
 
 
@@ -31,10 +32,15 @@ IGNORE_UNKNOWN_FLAG = 0x80
 _packer = msgpack.Packer(use_bin_type=True)
 
 
-def encode(msg_type: MessageType, body: dict[str, Any]) -> bytes:
-    """Commands are encoded on the event loop thread only, so one Packer serves them all."""
+def encode(msg_type: MessageType, body: dict[str, Any], ignore_unknown: bool = False) -> bytes:
+    """Commands are encoded on the event loop thread only, so one Packer serves them all.
+
+    `ignore_unknown` sets IGNORE_UNKNOWN_FLAG on the type byte, for commands an older server
+    may safely skip (Consul sends coordinate batches that way).
+    """
     packed: bytes = _packer.pack(body)
-    return bytes((int(msg_type),)) + packed
+    type_byte = int(msg_type) | (IGNORE_UNKNOWN_FLAG if ignore_unknown else 0)
+    return bytes((type_byte,)) + packed
 
 
 def decode(buf: bytes) -> tuple[int, dict[str, Any]]:

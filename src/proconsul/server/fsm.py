@@ -16,6 +16,7 @@ import msgpack
 
 from proconsul.errors import CommandError, SnapshotError, StateError
 from proconsul.server.commands import IGNORE_UNKNOWN_FLAG, MessageType, decode
+from proconsul.state.coordinate import CoordinateEntry
 from proconsul.state.store import Store
 from proconsul.state.txn_ops import run_kv_txn
 from proconsul.structs import kvs as K
@@ -38,13 +39,16 @@ class FSM:
             MessageType.SESSION: self._session,
             MessageType.TOMBSTONE: self._tombstone,
             MessageType.TXN: self._txn,
+            MessageType.COORDINATE_BATCH_UPDATE: self._coordinate_batch_update,
         }
 
     def apply(self, index: int, command: bytes) -> Result:
         msg_type, body = decode(command)
+        ignore_unknown = bool(msg_type & IGNORE_UNKNOWN_FLAG)
+        msg_type &= ~IGNORE_UNKNOWN_FLAG
         handler = self._handlers.get(msg_type)
         if handler is None:
-            if msg_type & IGNORE_UNKNOWN_FLAG:
+            if ignore_unknown:
                 log.warning("ignoring unknown message type %d at index %d", msg_type, index)
                 return None
             raise CommandError(f"failed to apply request: unknown message type {msg_type}")
@@ -145,6 +149,13 @@ class FSM:
         if errors:
             return _Rollback((None, errors))
         return results, None
+
+    def _coordinate_batch_update(self, txn: Any, body: dict[str, Any]) -> Result:
+        """A batch of coordinate updates (Consul sends a bare structs.Coordinates; here the
+        list sits under `Coordinates`, the field name of structs.IndexedCoordinates)."""
+        entries = [CoordinateEntry.from_wire(m) for m in body.get("Coordinates") or ()]
+        self.store.coordinate_batch_update(txn, entries)
+        return None
 
     # -- snapshot / restore -----------------------------------------------------------------
 

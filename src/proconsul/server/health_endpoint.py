@@ -1,11 +1,14 @@
 """Health reads on the server (Consul's agent/consul/health_endpoint.go): checks by node,
 service and state, and service entries with the `passing` filter applied server-side so a
-blocking query's answer is already the filtered one."""
+blocking query's answer is already the filtered one. Checks by service or state and service
+entries can be sorted by `near` (the node's estimated round trip time), as in Consul; checks
+of one node cannot."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from proconsul.server.rtt import sort_by_distance
 from proconsul.structs.catalog import HEALTH_PASSING
 
 if TYPE_CHECKING:
@@ -15,6 +18,14 @@ if TYPE_CHECKING:
     from proconsul.state.watch import WatchSet
     from proconsul.structs.catalog import HealthCheck
     from proconsul.structs.query import QueryMeta, QueryOptions
+
+
+def _check_node(check: HealthCheck) -> str:
+    return check.node
+
+
+def _entry_node(entry: HealthEntry) -> str:
+    return entry[0].node
 
 
 def store_service(store: Store, ws: WatchSet | None, name: str, tags: list[str],
@@ -48,30 +59,36 @@ class HealthEndpoint:
         return await self._read(opts, query), found[0]
 
     async def service_checks(
-        self, name: str, node_meta: MetaFilter, opts: QueryOptions
+        self, name: str, node_meta: MetaFilter, opts: QueryOptions, near: str = "",
+        source_ip: str = "",
     ) -> tuple[QueryMeta, list[HealthCheck]]:
         found: list[list[HealthCheck]] = [[]]
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
-            index, found[0] = store.service_checks(ws, name, node_meta)
+            index, checks = store.service_checks(ws, name, node_meta)
+            sort_by_distance(store, near, checks, _check_node, source_ip)
+            found[0] = checks
             return index, False
 
         return await self._read(opts, query), found[0]
 
     async def checks_in_state(
-        self, state: str, node_meta: MetaFilter, opts: QueryOptions
+        self, state: str, node_meta: MetaFilter, opts: QueryOptions, near: str = "",
+        source_ip: str = "",
     ) -> tuple[QueryMeta, list[HealthCheck]]:
         found: list[list[HealthCheck]] = [[]]
 
         def query(ws: WatchSet | None, store: Store) -> tuple[int, bool]:
-            index, found[0] = store.checks_in_state(ws, state, node_meta)
+            index, checks = store.checks_in_state(ws, state, node_meta)
+            sort_by_distance(store, near, checks, _check_node, source_ip)
+            found[0] = checks
             return index, False
 
         return await self._read(opts, query), found[0]
 
     async def service_nodes(
         self, name: str, tags: list[str], node_meta: MetaFilter, passing: bool,
-        opts: QueryOptions, connect: bool = False,
+        opts: QueryOptions, connect: bool = False, near: str = "", source_ip: str = "",
     ) -> tuple[QueryMeta, list[HealthEntry]]:
         """Instances of `name` with their health; with `connect`, its mesh-capable endpoints
         (proxies for it and its Connect-native instances) instead."""
@@ -84,6 +101,7 @@ class HealthEndpoint:
                 entries = [
                     e for e in entries if all(c.status == HEALTH_PASSING for c in e[2])
                 ]
+            sort_by_distance(store, near, entries, _entry_node, source_ip)
             found[0] = entries
             return index, False
 

@@ -18,6 +18,7 @@ from proconsul.server.applier import Applier
 from proconsul.server.blocking import QueryFn, blocking_query
 from proconsul.server.catalog_endpoint import CatalogEndpoint
 from proconsul.server.commands import MessageType, encode
+from proconsul.server.coordinate_endpoint import CoordinateEndpoint
 from proconsul.server.health_endpoint import HealthEndpoint
 from proconsul.server.kvs_endpoint import KVSEndpoint
 from proconsul.server.session_endpoint import SessionEndpoint
@@ -54,6 +55,10 @@ class Server:
         max_query_time: float = 600.0,
         node_meta: dict[str, str] | None = None,
         server_port: int = 8300,
+        coordinate_update_period: float = 5.0,
+        coordinate_update_batch_size: int = 128,
+        coordinate_update_max_batches: int = 5,
+        disable_coordinates: bool = False,
     ) -> None:
         self.applier = applier
         self.node_name = node_name
@@ -71,6 +76,10 @@ class Server:
         self.session = SessionEndpoint(self)
         self.txn = TxnEndpoint(self)
         self.snapshot = SnapshotEndpoint(self)
+        self.coordinate = CoordinateEndpoint(
+            self, coordinate_update_period, coordinate_update_batch_size,
+            coordinate_update_max_batches, disabled=disable_coordinates,
+        )
         self.tombstone_gc = TombstoneGC(self._reap_tombstones)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -84,7 +93,9 @@ class Server:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Take up the leader's duties (a single server is its own leader)."""
+        """Start the coordinate batcher and take up the leader's duties (a single server is
+        its own leader)."""
+        self.spawn(self.coordinate.run())
         await self.establish_leadership()
 
     async def establish_leadership(self) -> None:

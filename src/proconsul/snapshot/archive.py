@@ -62,7 +62,8 @@ _SUM_LINE = re.compile(r"([0-9a-fA-F]{64})  (\S+)")
 
 # Top-level keys of a `Store.dump()` map whose values are lists of records, with the message-type
 # name Consul's inspect prints for the equivalent records.  Consul snapshots nodes, services and
-# checks all as RegisterRequest records, so all three count as `Register` here too.
+# checks all as RegisterRequest records, so all three count as `Register` here too, and each
+# coordinate as a one-element CoordinateBatchUpdate record.
 _RECORD_TYPES = {
     "KVs": "KVS",
     "Tombstones": "Tombstone",
@@ -70,6 +71,7 @@ _RECORD_TYPES = {
     "Nodes": "Register",
     "Services": "Register",
     "Checks": "Register",
+    "Coordinates": "CoordinateBatchUpdate",
 }
 # The table-index map: Consul snapshots each table's index as one `Index` record.
 _INDEX_KEY = "Index"

@@ -11,7 +11,8 @@ still answers with the index of that delete instead of going backwards (the role
 tombstones play for prefixes).
 
 A check turning critical, a check going away, or its node going away invalidates the sessions
-that depend on it inside the same transaction, as Consul's store does.
+that depend on it inside the same transaction, as Consul's store does; a node going away also
+takes its network coordinates with it.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class CatalogTables:
         def sessions_for_check(self, node: str, check_id: str) -> list[str]: ...
 
         def sessions_for_node(self, node: str) -> list[str]: ...
+
+        def delete_node_coordinates(self, txn: WriteTxn, node: str) -> None: ...
 
     # -- secondary indexes (also used by snapshot restore) -----------------------------------
 
@@ -240,6 +243,7 @@ class CatalogTables:
             self.delete_service(txn, name, service_id)
         for cid in sorted(self.checks_by_node.get(name, ())):
             self.delete_check(txn, name, cid)
+        self.delete_node_coordinates(txn, name)
         del self.nodes[name]
         txn.on_abort(lambda: self.nodes.__setitem__(name, existing))
         txn.touch("nodes", ("node", name))

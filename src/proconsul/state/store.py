@@ -3,7 +3,7 @@
 Mirrors Consul's state store: reads return `(index, result)` and register watches on exactly
 what they read; writes happen in a `WriteTxn` stamped with the Raft index of the command that
 made them. The tables live in mixins, one module per table family (kvs.py, session.py,
-catalog.py), the way Consul splits its state package.
+catalog.py, coordinate.py), the way Consul splits its state package.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sortedcontainers import SortedDict, SortedList
 
 from proconsul.state.catalog import CatalogTables
+from proconsul.state.coordinate import CoordinateEntry, CoordinateSet, CoordinateTable
 from proconsul.state.kvs import KVSTable
 from proconsul.state.session import SessionTable
 from proconsul.state.txn import WriteTxn
@@ -26,7 +27,7 @@ from proconsul.structs.session import Session
 DUMP_VERSION = 1
 
 
-class Store(KVSTable, SessionTable, CatalogTables):
+class Store(KVSTable, SessionTable, CatalogTables, CoordinateTable):
     """All replicated state of one server (or of a -dev agent)."""
 
     def __init__(self) -> None:
@@ -51,6 +52,8 @@ class Store(KVSTable, SessionTable, CatalogTables):
         self.services_by_node: dict[str, set[str]] = {}
         self.checks_by_node: dict[str, set[str]] = {}
         self.checks_by_service: dict[tuple[str, str], set[str]] = {}
+        # coordinates: node -> segment -> its latest Vivaldi coordinate
+        self.coordinate_sets: dict[str, CoordinateSet] = {}
 
     # -- indexes and watches ------------------------------------------------------------------
 
@@ -104,6 +107,7 @@ class Store(KVSTable, SessionTable, CatalogTables):
                 {**c.to_wire(), "CreateIndex": c.create_index, "ModifyIndex": c.modify_index}
                 for c in self.checks.values()
             ],
+            "Coordinates": [e.to_wire() for e in self.coordinates(None)[1]],
         }
 
     @classmethod
@@ -135,4 +139,6 @@ class Store(KVSTable, SessionTable, CatalogTables):
             s.index_check(replace(
                 HealthCheck.from_wire(m), create_index=int(m.get("CreateIndex", 0)),
                 modify_index=int(m.get("ModifyIndex", 0))))
+        for m in data.get("Coordinates", ()):
+            s.restore_coordinate(CoordinateEntry.from_wire(m))
         return s
