@@ -196,3 +196,30 @@ def test_truncated_and_invalid(lzw: ModuleType) -> None:
         lzw.decompress(lzw.compress(b"hello world")[:-2])
     with pytest.raises(GossipFormatError, match="invalid code"):
         lzw.decompress(pack_codes([256, 300, 257]))
+
+
+@pytest.mark.parametrize("size", [7, 8, 9, 2040, 2047, 2048, 2049, 2064, 4100, 70000])
+def test_outputs_around_the_buffer_edges(lzw: ModuleType, size: int) -> None:
+    """Long repeated runs, short runs and literals ending at every spot near a buffer edge.
+
+    A packet-sized output is built in a fixed buffer and longer ones move to a growing one;
+    runs are copied in words, so a run that ends at the exact limit or capacity must not spill
+    into the result.
+    """
+    rng = random.Random(size)
+    for data in (bytes(size), (b"abcdefghij" * size)[:size],
+                 bytes(rng.choice(b"ab") for _ in range(size)),
+                 rng.randbytes(size // 2) + bytes(size - size // 2)):
+        buf = lzw.compress(data)
+        assert lzw.decompress(buf) == data
+        assert lzw.decompress(buf, size) == data
+        with pytest.raises(GossipFormatError, match=f"exceeds {size - 1} bytes"):
+            lzw.decompress(buf, size - 1)
+
+
+def test_buffer_kinds(lzw: ModuleType) -> None:
+    data = b"node-1.dc1 node-2.dc1 node-3.dc1 " * 30
+    buf = lzw.compress(data)
+    padded = b"\x00\x01" + buf + b"\x02"
+    for view in (buf, bytearray(buf), memoryview(buf), memoryview(padded)[2:-1]):
+        assert lzw.decompress(view) == data

@@ -11,13 +11,20 @@ kept:
   byte), sized to the input so a small packet does not clear a large table;
 * decompress: no per-entry strings at all. An entry's expansion is always a run that is already
   in the output (the previous expansion plus the next byte, which directly follows it), so an
-  entry is just (offset, length) into the output and decoding a code is one memcpy.
+  entry is just (offset, length) into the output. Most runs in a gossip packet are one to a few
+  bytes, where a libc memcpy call per code cost more than the copying, so a run moves in 8-byte
+  words (the output keeps a few bytes of slack for the overshoot); codes come from a 64-bit bit
+  buffer refilled a word at a time; the loop is a nogil C function with its state in locals,
+  which returns to the Python-level caller only to grow the output or to finish; and an output
+  of one packet's size is built on the stack, so a packet costs no heap allocation besides the
+  result.
 
 Names, signatures, results and exceptions are those of the pure twin; the selector
 proconsul/gossip/lzw.py picks one and the twin tests hold them equal.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -143,18 +150,172 @@ def compress(data):
         PyMem_Free(table)
 
 
-cdef int _grow(uint8_t** buf, Py_ssize_t* cap, Py_ssize_t need, Py_ssize_t limit) except -1:
-    cdef Py_ssize_t new_cap = cap[0] * 2
-    if new_cap < need:
-        new_cap = need
-    if new_cap > limit and need <= limit:
-        new_cap = limit
-    cdef uint8_t* grown = <uint8_t*>PyMem_Realloc(buf[0], new_cap if new_cap > 0 else 1)
-    if grown == NULL:
-        raise MemoryError()
-    buf[0] = grown
-    cap[0] = new_cap
-    return 0
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* Little-endian 64-bit load from any alignment (one mov on x86-64). */
+    static inline uint64_t lzw_load64(const unsigned char *p) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        v = __builtin_bswap64(v);
+    #endif
+        return v;
+    }
+    /* Copy an earlier run of the output to its end in 8-byte moves. Valid because the run ends
+       at or before `dst` (so every byte that matters is read before anything is written over
+       it); it writes up to 7 bytes past dst + n, which the buffer's slack absorbs. */
+    static inline void lzw_run(unsigned char *dst, const unsigned char *src, Py_ssize_t n) {
+        uint64_t v;
+        do {
+            memcpy(&v, src, 8);
+            memcpy(dst, &v, 8);
+            dst += 8;
+            src += 8;
+            n -= 8;
+        } while (n > 0);
+    }
+    """
+    uint64_t lzw_load64(const uint8_t* p) nogil
+    void lzw_run(uint8_t* dst, const uint8_t* src, Py_ssize_t n) nogil
+
+cdef enum:
+    # _expand's outcomes
+    DONE = 0
+    TRUNCATED = 1
+    TOO_LONG = 2
+    INVALID_CODE = 3
+    NEED_ROOM = 4
+
+cdef enum:
+    SLACK = 16          # bytes past the logical capacity, for lzw_run's overshoot
+    STACK_OUT = 2048    # outputs this small (one gossip packet) never touch the heap
+
+
+ctypedef struct _Decoder:
+    const uint8_t* src
+    Py_ssize_t n
+    Py_ssize_t pos
+    uint8_t* out
+    Py_ssize_t o            # output so far
+    Py_ssize_t cap          # usable size of out (SLACK more is allocated)
+    Py_ssize_t limit
+    Py_ssize_t need         # with NEED_ROOM: the size the next run needs
+    uint64_t bits
+    int nbits
+    int width
+    uint32_t hi             # the next entry to be defined
+    Py_ssize_t last_pos     # the previous expansion; last_len == 0 right after a clear
+    Py_ssize_t last_len
+    Py_ssize_t off[MAX_CODE + 1]    # entry c (258 <= c <= 4095) is out[off[c] : off[c] + ln[c]]
+    uint16_t ln[MAX_CODE + 1]
+
+
+cdef int _expand(_Decoder* d) noexcept nogil:
+    """Decode until the end code, an error, or a run that does not fit in d.cap (NEED_ROOM,
+    with that code left unread so the call can resume after the buffer grows).
+
+    Plain C with the state in locals: the loop is a few instructions per code, and keeping it
+    apart from the Python-level function keeps its variables in registers.
+    """
+    cdef const uint8_t* src = d.src
+    cdef Py_ssize_t n = d.n
+    cdef Py_ssize_t pos = d.pos
+    cdef uint8_t* out = d.out
+    cdef Py_ssize_t o = d.o
+    cdef Py_ssize_t cap = d.cap
+    cdef uint64_t bits = d.bits
+    cdef int nbits = d.nbits
+    cdef int width = d.width
+    cdef uint32_t hi = d.hi
+    cdef Py_ssize_t last_pos = d.last_pos
+    cdef Py_ssize_t last_len = d.last_len
+    cdef Py_ssize_t* off = d.off
+    cdef uint16_t* ln = d.ln
+    cdef Py_ssize_t length
+    cdef uint32_t code
+    cdef int status
+    while True:
+        if nbits < width:
+            if pos + 8 <= n:
+                # Whole-word refill: the bits above nbits are the next byte's own low bits, so
+                # OR-ing them in again on the next refill changes nothing.
+                bits |= lzw_load64(src + pos) << nbits
+                pos += (63 - nbits) >> 3
+                nbits |= 56
+            else:
+                while nbits < width and pos < n:
+                    bits |= (<uint64_t>src[pos]) << nbits
+                    pos += 1
+                    nbits += 8
+                if nbits < width:
+                    status = TRUNCATED
+                    break
+        code = <uint32_t>bits & ((1u << width) - 1)
+        if code < CLEAR:
+            if o >= cap:
+                length = 1
+                status = NEED_ROOM
+                break
+            out[o] = <uint8_t>code
+            length = 1
+        elif code < hi and code > EOF_CODE or (code == hi and last_len == 0 and hi == MAX_CODE):
+            length = ln[code]
+            if o + length > cap:
+                status = NEED_ROOM
+                break
+            lzw_run(out + o, out + off[code], length)
+        elif code == CLEAR:
+            bits >>= width
+            nbits -= width
+            width = 9
+            hi = EOF_CODE
+            last_len = 0
+            continue
+        elif code == EOF_CODE:
+            status = DONE
+            break
+        elif code == hi and last_len != 0:
+            # KwKwK: the previous expansion, then its own first byte.
+            length = last_len + 1
+            if o + length > cap:
+                status = NEED_ROOM
+                break
+            lzw_run(out + o, out + last_pos, last_len)
+            out[o + last_len] = out[last_pos]
+        else:
+            status = INVALID_CODE
+            break
+        bits >>= width
+        nbits -= width
+        if last_len != 0:
+            # The new entry is the previous expansion plus this one's first byte, which sits
+            # right after it in the output.
+            off[hi] = last_pos
+            ln[hi] = <uint16_t>(last_len + 1)
+        last_pos = o
+        last_len = length
+        o += length
+        hi += 1
+        if (hi >> width) != 0:
+            if width == MAX_WIDTH:
+                # Full table and no clear: Go stops adding entries (and keeps hi at 4095).
+                last_len = 0
+                hi -= 1
+            else:
+                width += 1
+    if status == NEED_ROOM:
+        d.need = o + length
+    d.pos = pos
+    d.o = o
+    d.bits = bits
+    d.nbits = nbits
+    d.width = width
+    d.hi = hi
+    d.last_pos = last_pos
+    d.last_len = last_len
+    return status
 
 
 def decompress(data, Py_ssize_t limit=DEFAULT_LIMIT):
@@ -165,95 +326,76 @@ def decompress(data, Py_ssize_t limit=DEFAULT_LIMIT):
     """
     if limit < 0:
         raise ValueError("limit must not be negative")
-    cdef const uint8_t[::1] src = data
-    cdef Py_ssize_t n = src.shape[0]
-    cdef Py_ssize_t pos = 0
-    cdef Py_ssize_t cap = 4 * n + 64
-    if cap > limit:
-        cap = limit
-    cdef uint8_t* out = <uint8_t*>PyMem_Malloc(cap if cap > 0 else 1)
-    if out == NULL:
-        raise MemoryError()
-    # Entry c (258 <= c <= 4095) is out[off[c] : off[c] + ln[c]].
-    cdef Py_ssize_t off[MAX_CODE + 1]
-    cdef uint16_t ln[MAX_CODE + 1]
-    cdef Py_ssize_t o = 0
-    cdef uint64_t bits = 0
-    cdef int nbits = 0
-    cdef int width = 9
-    cdef uint32_t mask = 0x1FF
-    cdef uint32_t hi = EOF_CODE
-    cdef uint32_t overflow = 512
-    cdef uint32_t code
-    cdef bint have_last = False
-    cdef Py_ssize_t last_pos = 0
-    cdef Py_ssize_t length = 0
-    cdef Py_ssize_t last_len = 0
-    cdef object error = None
+    cdef Py_buffer view
+    if type(data) is bytes:
+        return _decode(<const uint8_t*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), limit)
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        return _decode(<const uint8_t*>view.buf, view.len, limit)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _decode(const uint8_t* src, Py_ssize_t n, Py_ssize_t limit):
+    cdef uint8_t local[STACK_OUT + SLACK]
+    cdef _Decoder d
+    d.src = src
+    d.n = n
+    d.pos = 0
+    d.o = 0
+    d.limit = limit
+    d.bits = 0
+    d.nbits = 0
+    d.width = 9
+    d.hi = EOF_CODE
+    d.last_pos = 0
+    d.last_len = 0
+    d.out = local
+    d.cap = STACK_OUT if limit > STACK_OUT else limit
+    cdef Py_ssize_t guess = 4 * n + 64
+    if guess > limit:
+        guess = limit
+    if guess > d.cap:
+        _grow(&d, local, guess)
+    cdef int status
     try:
         while True:
-            while nbits < width:
-                if pos >= n:
-                    error = "lzw: unexpected EOF"
-                    break
-                bits |= (<uint64_t>src[pos]) << nbits
-                pos += 1
-                nbits += 8
-            if error is not None:
+            status = _expand(&d)
+            if status == DONE:
+                return PyBytes_FromStringAndSize(<char*>d.out, d.o)
+            if status != NEED_ROOM:
                 break
-            code = <uint32_t>(bits & mask)
-            bits >>= width
-            nbits -= width
-
-            if code == CLEAR:
-                width = 9
-                mask = 0x1FF
-                hi = EOF_CODE
-                overflow = 512
-                have_last = False
-                continue
-            if code == EOF_CODE:
-                return PyBytes_FromStringAndSize(<char*>out, o)
-            if code < CLEAR:
-                length = 1
-            elif code < hi or (code == hi and not have_last and hi == MAX_CODE):
-                length = ln[code]
-            elif code == hi and have_last:
-                length = last_len + 1
-            else:
-                error = "lzw: invalid code"
+            if d.need > limit:
+                status = TOO_LONG
                 break
-            if o + length > limit:
-                error = f"lzw: decompressed data exceeds {limit} bytes"
-                break
-            if o + length > cap:
-                _grow(&out, &cap, o + length, limit)
-            if code < CLEAR:
-                out[o] = <uint8_t>code
-            elif code == hi and have_last and not (hi == MAX_CODE and not have_last):
-                # KwKwK: the previous expansion, then its own first byte.
-                memcpy(out + o, out + last_pos, last_len)
-                out[o + last_len] = out[last_pos]
-            else:
-                memcpy(out + o, out + off[code], length)
-            if have_last:
-                # The new entry is the previous expansion plus this one's first byte, which
-                # sits right after it in the output.
-                off[hi] = last_pos
-                ln[hi] = <uint16_t>(last_len + 1)
-            have_last = True
-            last_pos = o
-            last_len = length
-            o += length
-            hi += 1
-            if hi >= overflow:
-                if width == MAX_WIDTH:
-                    have_last = False
-                    hi -= 1
-                else:
-                    width += 1
-                    mask = (1u << width) - 1
-                    overflow <<= 1
-        raise GossipFormatError(error)
+            _grow(&d, local, d.need)
+        if status == TOO_LONG:
+            raise GossipFormatError(f"lzw: decompressed data exceeds {limit} bytes")
+        if status == TRUNCATED:
+            raise GossipFormatError("lzw: unexpected EOF")
+        raise GossipFormatError("lzw: invalid code")
     finally:
-        PyMem_Free(out)
+        if d.out != local:
+            PyMem_Free(d.out)
+
+
+cdef int _grow(_Decoder* d, uint8_t* local, Py_ssize_t need) except -1:
+    """Moves the output to a heap buffer of `need` (<= d.limit) bytes or more, doubling up to
+    d.limit: the capacity never exceeds the limit, which is how a run past it is noticed."""
+    cdef Py_ssize_t new_cap = d.cap * 2
+    if new_cap < need:
+        new_cap = need
+    if new_cap > d.limit:
+        new_cap = d.limit
+    cdef uint8_t* grown
+    if d.out == local:
+        grown = <uint8_t*>PyMem_Malloc(new_cap + SLACK)
+        if grown != NULL:
+            memcpy(grown, local, d.o)
+    else:
+        grown = <uint8_t*>PyMem_Realloc(d.out, new_cap + SLACK)
+    if grown == NULL:
+        raise MemoryError()
+    d.out = grown
+    d.cap = new_cap
+    return 0
