@@ -22,6 +22,7 @@ from proconsul import CONSUL_COMPAT_VERSION, __version__
 from proconsul import log as logsetup
 from proconsul.agent.ae import ServerCatalog, StateSyncer
 from proconsul.agent.checks.alias import ServerHealth
+from proconsul.agent.coordinate_sync import CoordinateSync
 from proconsul.agent.datadir import DataDir
 from proconsul.agent.gossip import GossipPools
 from proconsul.agent.local_state import LocalState
@@ -32,7 +33,9 @@ from proconsul.config.runtime import RuntimeConfig
 from proconsul.dns.server import DNSServer, build_dns_server
 from proconsul.errors import ConfigError, GossipError, ProconsulError
 from proconsul.gossip.serf.config import UserEventRecord
+from proconsul.gossip.serf.coordinate import Coordinate
 from proconsul.gossip.serf.events import MemberEvent
+from proconsul.gossip.serf.messages import STATUS_ALIVE
 from proconsul.gossip.serf.serf import SerfEvent
 from proconsul.http.api import build_app
 from proconsul.http.app import APIApp
@@ -49,6 +52,7 @@ from proconsul.raft.stable import StableStore
 from proconsul.server.fsm import FSM
 from proconsul.server.member_reconcile import MemberReconciler
 from proconsul.server.server import Server
+from proconsul.state.coordinate import coord_to_api
 
 log = logging.getLogger("proconsul")
 
@@ -70,6 +74,7 @@ class Backend:
         self.txn = server.txn
         self.status = server
         self.snapshot = server.snapshot
+        self.coordinate = server.coordinate
         self.agent = agent
         assert agent.local is not None, "the agent builds its local state before its API"
         self.local = agent.local
@@ -119,6 +124,7 @@ class Agent:
         self.local: LocalAgent | None = None
         self.gossip: GossipPools | None = None
         self.reconciler: MemberReconciler | None = None
+        self.coordinate_sync: CoordinateSync | None = None
         self.user_events: UserEvents | None = None
         self._stop = asyncio.Event()
         self._stop_signal = 0
@@ -144,6 +150,10 @@ class Agent:
             session_ttl_min=cfg.session_ttl_min, default_query_time=cfg.default_query_time,
             max_query_time=cfg.max_query_time, node_meta=dict(cfg.node_meta),
             server_port=cfg.ports.server,
+            coordinate_update_period=cfg.coordinate_update_period,
+            coordinate_update_batch_size=cfg.coordinate_update_batch_size,
+            coordinate_update_max_batches=cfg.coordinate_update_max_batches,
+            disable_coordinates=cfg.disable_coordinates,
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)
@@ -198,6 +208,38 @@ class Agent:
         await self.gossip.start()
         self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list)
         self.reconciler.start()
+        self._start_coordinates()
+
+    def _start_coordinates(self) -> None:
+        """Hand the pools' coordinates to the server's Coordinate endpoint and start pushing
+        this agent's LAN coordinate (Consul's sendCoordinate), unless disabled."""
+        cfg = self.config
+        assert self.server is not None and self.gossip is not None
+        if cfg.disable_coordinates:
+            return
+        lan, wan = self.gossip.lan, self.gossip.wan
+        endpoint = self.server.coordinate
+        endpoint.lan_coordinate = lan.coordinates.client.get_coordinate
+        if wan is not None:
+            endpoint.wan_coordinate = wan.coordinates.client.get_coordinate
+            endpoint.wan_members = self._wan_servers
+        self.coordinate_sync = CoordinateSync(
+            cfg.node_name, lan.coordinates.client.get_coordinate, endpoint.update,
+            cluster_size=lambda: len(lan.member_list()),
+            rate_target=cfg.sync_coordinate_rate_target,
+            interval_min=cfg.sync_coordinate_interval_min,
+        )
+        self.coordinate_sync.start()
+
+    def _wan_servers(self) -> list[tuple[str, str, Coordinate | None]]:
+        """The WAN pool's alive servers with the pool's coordinate for each (what
+        /v1/coordinate/datacenters reports)."""
+        wan = self.gossip.wan if self.gossip is not None else None
+        if wan is None:
+            return []
+        return [(m.name, m.tags.get("dc", ""), wan.coordinates.cache.get(m.name))
+                for m in wan.member_list()
+                if m.status == STATUS_ALIVE and m.tags.get("role") == "consul"]
 
     def _on_lan_event(self, event: SerfEvent) -> None:
         if isinstance(event, MemberEvent) and self.reconciler is not None:
@@ -289,6 +331,8 @@ class Agent:
             log.info("Gracefully shutting down agent...")
             await self.gossip.leave()
         log.info("Requesting shutdown")
+        if self.coordinate_sync is not None:
+            await self.coordinate_sync.stop()
         if self.reconciler is not None:
             await self.reconciler.stop()
         if self.gossip is not None:
@@ -456,12 +500,18 @@ class Agent:
                 "ClientAddrs": list(cfg.client_addrs), "BindAddr": cfg.bind_addr,
                 "HTTPPort": cfg.ports.http, "LogLevel": cfg.log_level,
             },
-            "Coord": {"Vec": [0.0] * 8, "Error": 1.5, "Adjustment": 0.0, "Height": 1e-05},
+            "Coord": self._lan_coordinate(),
             "Member": self.member(),
             "Stats": self.stats(),
             "Meta": dict(cfg.node_meta),
             "xDS": None,
         }
+
+    def _lan_coordinate(self) -> dict[str, Any] | None:
+        """This agent's LAN coordinate for /v1/agent/self (null when coordinates are off)."""
+        if self.config.disable_coordinates or self.gossip is None:
+            return None
+        return coord_to_api(self.gossip.lan.coordinates.client.get_coordinate())
 
     def metrics(self) -> dict[str, Any]:
         self._runtime_gauges()

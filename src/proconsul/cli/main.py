@@ -67,6 +67,8 @@ COMMANDS: dict[str, Entry] = {
                      "Lists the members of a Consul cluster"),
     "reload": Entry("proconsul.cli.reload", "run", "help_text",
                     "Triggers the agent to reload configuration files"),
+    "rtt": Entry("proconsul.cli.rtt", "run", "help_text",
+                 "Estimates network round trip time between nodes"),
     "services": Entry("proconsul.cli.services", "", "help_services",
                       "Interact with services"),
     "services deregister": Entry("proconsul.cli.services", "run_deregister", "help_deregister",

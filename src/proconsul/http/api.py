@@ -7,6 +7,7 @@ from proconsul.http.agent_services import AgentServiceHandlers
 from proconsul.http.app import APIApp
 from proconsul.http.backend import Backend
 from proconsul.http.catalog import CatalogHandlers
+from proconsul.http.coordinate import CoordinateHandlers
 from proconsul.http.event import EventHandlers
 from proconsul.http.health import HealthHandlers
 from proconsul.http.kv import KVHandlers
@@ -18,8 +19,9 @@ from proconsul.http.txn import TxnHandlers
 
 def build_app(backend: Backend, app: APIApp) -> APIApp:
     KVHandlers(app, backend.kvs)
-    CatalogHandlers(app, backend.catalog)
-    HealthHandlers(app, backend.health)
+    CatalogHandlers(app, backend.catalog, backend.agent.node_name)
+    HealthHandlers(app, backend.health, backend.agent.node_name)
+    CoordinateHandlers(app, backend.coordinate)
     SessionHandlers(app, backend.session, backend.agent.node_name)
     TxnHandlers(app, backend.txn)
     StatusHandlers(app, backend.status)

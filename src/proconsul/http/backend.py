@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from proconsul.gossip.serf.coordinate import Coordinate
 from proconsul.http.event import EventBackend
 from proconsul.state.catalog import HealthEntry, MetaFilter
+from proconsul.state.coordinate import CoordinateEntry, DatacenterMap
 from proconsul.structs.catalog import HealthCheck, Node, NodeService
 from proconsul.structs.kvs import KVEntry
 from proconsul.structs.query import QueryMeta, QueryOptions
@@ -41,7 +43,7 @@ class CatalogBackend(Protocol):
     def datacenters(self) -> list[str]: ...
 
     async def nodes(
-        self, node_meta: MetaFilter, opts: QueryOptions
+        self, node_meta: MetaFilter, opts: QueryOptions, near: str = "", source_ip: str = "",
     ) -> tuple[QueryMeta, list[Node]]: ...
 
     async def services(
@@ -49,7 +51,8 @@ class CatalogBackend(Protocol):
     ) -> tuple[QueryMeta, dict[str, list[str]]]: ...
 
     async def service_nodes(
-        self, name: str, tags: list[str], node_meta: MetaFilter, opts: QueryOptions
+        self, name: str, tags: list[str], node_meta: MetaFilter, opts: QueryOptions,
+        near: str = "", source_ip: str = "",
     ) -> tuple[QueryMeta, list[tuple[Node, NodeService]]]: ...
 
     async def node_services(
@@ -63,17 +66,36 @@ class HealthBackend(Protocol):
     ) -> tuple[QueryMeta, list[HealthCheck]]: ...
 
     async def service_checks(
-        self, name: str, node_meta: MetaFilter, opts: QueryOptions
+        self, name: str, node_meta: MetaFilter, opts: QueryOptions, near: str = "",
+        source_ip: str = "",
     ) -> tuple[QueryMeta, list[HealthCheck]]: ...
 
     async def checks_in_state(
-        self, state: str, node_meta: MetaFilter, opts: QueryOptions
+        self, state: str, node_meta: MetaFilter, opts: QueryOptions, near: str = "",
+        source_ip: str = "",
     ) -> tuple[QueryMeta, list[HealthCheck]]: ...
 
     async def service_nodes(
         self, name: str, tags: list[str], node_meta: MetaFilter, passing: bool,
-        opts: QueryOptions, connect: bool = False,
+        opts: QueryOptions, connect: bool = False, near: str = "", source_ip: str = "",
     ) -> tuple[QueryMeta, list[HealthEntry]]: ...
+
+
+class CoordinateBackend(Protocol):
+    #: `disable_coordinates`: every /v1/coordinate route answers 401
+    disabled: bool
+
+    def list_datacenters(self) -> list[DatacenterMap]: ...
+
+    async def list_nodes(
+        self, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[CoordinateEntry]]: ...
+
+    async def node(
+        self, node: str, opts: QueryOptions
+    ) -> tuple[QueryMeta, list[CoordinateEntry]]: ...
+
+    async def update(self, node: str, segment: str, coord: Coordinate | None) -> None: ...
 
 
 class SessionBackend(Protocol):
@@ -192,6 +214,9 @@ class Backend(Protocol):
 
     @property
     def snapshot(self) -> SnapshotBackend: ...
+
+    @property
+    def coordinate(self) -> CoordinateBackend: ...
 
     @property
     def agent(self) -> AgentBackend: ...
