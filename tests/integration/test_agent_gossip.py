@@ -14,6 +14,7 @@ import base64
 import shutil
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ import consul
 import pytest
 
 from tests.serf_support import SerfProcess, start_serf, wait_for
-from tests.support import AgentProcess, run_cli
+from tests.support import AgentProcess, free_dual_port, free_port, run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("serf") is None, reason="serf not installed")
 
@@ -221,5 +222,67 @@ def test_user_events_cross_both_ways(tmp_path: Path, serfs: list[SerfProcess]) -
         fired = run_cli(["event", "-name=cli-fired", "hello"], agent.http_addr)
         assert fired.returncode == 0 and fired.stdout.startswith(b"Event ID: "), fired.stderr
         wait_for(lambda: b"consul:event:cli-fired" in seen.read_bytes(), 30, "serf got cli event")
+    finally:
+        agent.stop()
+
+
+def test_restart_rejoins_from_snapshot_and_refuses_other_datacenters(
+        tmp_path: Path, serfs: list[SerfProcess]) -> None:
+    serfs.append(start_serf("r1", tmp_path, {"role": "serf"}))
+    data = tmp_path / "data"
+    lan, wan = free_dual_port(), free_dual_port()
+    args = ["-server", "-bootstrap-expect=1", f"-data-dir={data}", "-bind=127.0.0.1",
+            f"-server-port={free_port()}", f"-serf-lan-port={lan}", f"-serf-wan-port={wan}",
+            "-node=snap"]
+    first = AgentProcess(tmp_path, [*args, f"-join={serfs[0].addr}"], dev=False).start()
+    try:
+        wait_for(lambda: serfs[0].status_of("snap") == "alive", 30, "snap joined")
+        assert (data / "serf" / "local.snapshot").exists()
+        first.stop(signal.SIGKILL)
+        wait_for(lambda: serfs[0].status_of("snap") == "failed", 40, "snap failed")
+    finally:
+        first.stop()
+    # no -join this time: the member snapshot names r1, and the agent rejoins through it
+    second = AgentProcess(tmp_path, args, dev=False).start()
+    try:
+        wait_for(lambda: member_status(second, "r1") == 1, 30, "rejoined r1 from snapshot")
+        wait_for(lambda: serfs[0].status_of("snap") == "alive", 30, "r1 sees snap again")
+        # a node of another datacenter is refused by the merge rules
+        other = start_serf("dc2node", tmp_path, {"role": "node", "dc": "dc2"})
+        serfs.append(other)
+        # the push/pull answers before it merges (as memberlist's does), so serf's join
+        # reports success; ours refuses the merge and every alive message after it
+        other.cli("join", f"127.0.0.1:{lan}", check=False)
+        wait_for(lambda: "part of wrong datacenter 'dc2'" in second.read_log(), 30,
+                 "merge refused")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            assert member_status(second, "dc2node") is None
+            time.sleep(0.5)
+    finally:
+        second.stop()
+
+
+def test_coordinates_and_near_sorting(tmp_path: Path, serfs: list[SerfProcess]) -> None:
+    serfs.append(start_serf("c1", tmp_path, {"role": "node", "dc": "dc1"}))
+    agent = AgentProcess(tmp_path, ["-node=coord", f"-join={serfs[0].addr}",
+                                    "-hcl", 'sync_coordinate_interval_min = "500ms"']).start()
+    try:
+        c = client(agent)
+        # serf's acks carry Vivaldi coordinates; ours pushes its own to the catalog
+        entries = wait_for(lambda: c.coordinate.nodes()[1], 40, "coordinate stored")
+        mine = next(e for e in entries if e["Node"] == "coord")
+        assert len(mine["Coord"]["Vec"]) == 8 and mine["Coord"]["Error"] > 0
+        dcs = c.coordinate.datacenters()
+        assert dcs[0]["Datacenter"] == "dc1"
+        assert dcs[0]["Coordinates"][0]["Node"] == "coord"  # ".dc1" stripped, as Consul
+        wait_for(lambda: serf_health(agent, "c1"), 30, "c1 in the catalog")
+        _, nodes = c.catalog.nodes(near="_agent")
+        # the agent's own node is nearest to itself; c1 (no stored coordinate) goes last
+        assert [n["Node"] for n in nodes] == ["coord", "c1"]
+        rtt = run_cli(["rtt", "coord"], agent.http_addr)
+        assert rtt.returncode == 0, rtt.stderr
+        assert rtt.stdout.startswith(b"Estimated coord <-> coord rtt: ")
+        assert rtt.stdout.endswith(b" ms (using LAN coordinates)\n")
     finally:
         agent.stop()

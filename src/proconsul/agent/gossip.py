@@ -29,7 +29,7 @@ from proconsul.gossip.config import GossipConfig, consul_lan, consul_wan
 from proconsul.gossip.keyring import Keyring, KeyringError
 from proconsul.gossip.memberlist import parse_join_address
 from proconsul.gossip.net_transport import NetTransport
-from proconsul.gossip.serf.config import SerfConfig, SerfMember, consul_pool
+from proconsul.gossip.serf.config import MergeCheck, SerfConfig, SerfMember, consul_pool
 from proconsul.gossip.serf.serf import Serf, SerfEvent
 from proconsul.gossip.state import address_text
 
@@ -159,7 +159,9 @@ class GossipPools:
         self.lan = self._pool(
             cfg.node_name, lan_tags, consul_lan(cfg.ports.serf_lan).tuned(cfg.gossip_lan),
             cfg.serf_bind_addr_lan, cfg.serf_advertise_addr_lan, on_lan_event,
-            serf_dir, LAN_KEYRING, cfg.reconnect_timeout)
+            serf_dir, LAN_KEYRING, cfg.reconnect_timeout, LAN_SNAPSHOT,
+            lambda ms: lan_merge_error(ms, cfg.datacenter, cfg.node_name, node_id,
+                                       self.lan.members))
         self.wan: Serf | None = None
         if wan_tags is not None and cfg.serf_bind_addr_wan is not None:
             assert cfg.serf_advertise_addr_wan is not None
@@ -167,13 +169,13 @@ class GossipPools:
                 f"{cfg.node_name}.{cfg.datacenter}", wan_tags,
                 consul_wan(cfg.ports.serf_wan).tuned(cfg.gossip_wan), cfg.serf_bind_addr_wan,
                 cfg.serf_advertise_addr_wan, on_wan_event, serf_dir, WAN_KEYRING,
-                cfg.reconnect_timeout_wan)
+                cfg.reconnect_timeout_wan, WAN_SNAPSHOT, wan_merge_error)
         self._retry_tasks: set[asyncio.Task[None]] = set()
 
     def _pool(self, name: str, tags: dict[str, str], memberlist: GossipConfig,
               bind: tuple[str, int], advertise: tuple[str, int],
               on_event: EventHandler | None, serf_dir: Path | None, keyring_name: str,
-              reconnect_timeout: float) -> Serf:
+              reconnect_timeout: float, snapshot_name: str, merge: MergeCheck) -> Serf:
         cfg = self.cfg
         memberlist = replace(memberlist, bind_port=bind[1],
                              gossip_verify_incoming=cfg.encrypt_verify_incoming,
@@ -186,7 +188,11 @@ class GossipPools:
             keyring_file=str(keyring_path) if keyring_path is not None and keyring is not None
             and not cfg.disable_keyring_file else "",
             disable_coordinates=cfg.disable_coordinates,
+            snapshot_path=str(serf_dir / snapshot_name) if serf_dir is not None else "",
+            merge_delegate=merge,
         )
+        if serf_dir is not None:
+            serf_dir.mkdir(parents=True, exist_ok=True)
         transport = NetTransport(bind[0], bind[1], advertise=advertise)
         return Serf(config, transport, on_event, keyring=keyring,
                     logger=logging.getLogger("proconsul.serf"))
@@ -334,21 +340,7 @@ class GossipPools:
             await serf.shutdown()
 
     def stats(self, serf: Serf) -> dict[str, str]:
-        members = serf.member_list()
-        return {
-            "coordinate_resets": "0",
-            "encrypted": str(serf.memberlist.encryption_enabled()).lower(),
-            "event_queue": str(len(serf.event_queue)),
-            "event_time": str(serf.event_clock.time()),
-            "failed": str(len(serf.failed)),
-            "health_score": str(serf.memberlist.awareness.score),
-            "intent_queue": str(len(serf.intents)),
-            "left": str(len(serf.left)),
-            "member_time": str(serf.clock.time()),
-            "members": str(len(members)),
-            "query_queue": str(len(serf.query_queue)),
-            "query_time": str(serf.query_clock.time()),
-        }
+        return serf.stats()
 
 
 def _go_seconds(seconds: float) -> str:

@@ -635,8 +635,13 @@ def _timing_values(r: ConfigTree, dev: bool) -> dict[str, Any]:
         "ae_interval": fixed.ae_interval,
         "check_deregister_interval_min": fixed.check_deregister_interval_min,
         "check_reap_interval": fixed.check_reap_interval,
-        "sync_coordinate_rate_target": fixed.sync_coordinate_rate_target,
-        "sync_coordinate_interval_min": fixed.sync_coordinate_interval_min,
+        # internal knobs Consul still reads from user config (its tests shorten them)
+        "sync_coordinate_rate_target": (r.f("sync_coordinate_rate_target")
+                                        if r.is_set("sync_coordinate_rate_target")
+                                        else fixed.sync_coordinate_rate_target),
+        "sync_coordinate_interval_min": (r.d("sync_coordinate_interval_min")
+                                         if r.is_set("sync_coordinate_interval_min")
+                                         else fixed.sync_coordinate_interval_min),
         "reconnect_timeout": r.min_duration("reconnect_timeout", dflt.MIN_RECONNECT_TIMEOUT),
         "reconnect_timeout_wan": r.min_duration("reconnect_timeout_wan",
                                                 dflt.MIN_RECONNECT_TIMEOUT),
