@@ -29,6 +29,7 @@ from tests.support import AgentProcess, free_dual_port, free_port, run_cli
 pytestmark = pytest.mark.skipif(shutil.which("serf") is None, reason="serf not installed")
 
 KEY = base64.b64encode(bytes(range(100, 132))).decode()
+KEY2 = base64.b64encode(bytes(range(150, 182))).decode()
 
 
 def client(agent: AgentProcess) -> consul.Consul:
@@ -157,6 +158,17 @@ def test_our_agent_retry_joins_encrypted_pool_and_leaves(tmp_path: Path,
         out = plain.cli("join", f"127.0.0.1:{agent.serf_lan_port}", check=False)
         assert "Error joining" in out
         assert member_status(agent, "plain") is None
+
+        # a key rotation driven through our agent reaches the serf agents
+        for args in (["-install", KEY2], ["-use", KEY2], ["-remove", KEY]):
+            done = run_cli(["keyring", *args], agent.http_addr)
+            assert done.returncode == 0, done.stdout + done.stderr
+        listing = run_cli(["keyring", "-list"], agent.http_addr).stdout.decode()
+        lan_block = listing.split("dc1 (LAN):", 1)[1]
+        assert f"  {KEY2} [3/3]" in lan_block and KEY not in lan_block, listing
+        for s in serfs[:2]:
+            assert KEY2 in s.cli("keys", "-list") and KEY not in s.cli("keys", "-list")
+        wait_for(lambda: serfs[1].status_of("enc") == "alive", 10, "still alive after rotation")
 
         left = run_cli(["leave"], agent.http_addr)
         assert left.stdout == b"Graceful leave complete\n", left.stderr

@@ -25,6 +25,7 @@ from proconsul.agent.checks.alias import ServerHealth
 from proconsul.agent.coordinate_sync import CoordinateSync
 from proconsul.agent.datadir import DataDir
 from proconsul.agent.gossip import GossipPools
+from proconsul.agent.keyring_ops import KeyringOperator, KeyringPool
 from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
 from proconsul.agent.registry import LocalAgent, Registry, load_runner_factory
@@ -80,6 +81,7 @@ class Backend:
         self.local = agent.local
         assert agent.user_events is not None, "the agent builds its pools before its API"
         self.events = agent.user_events
+        self.keyring = agent.keyring
 
 
 class Agent:
@@ -126,6 +128,7 @@ class Agent:
         self.reconciler: MemberReconciler | None = None
         self.coordinate_sync: CoordinateSync | None = None
         self.user_events: UserEvents | None = None
+        self.keyring = KeyringOperator(self.keyring_pools, server=config.server)
         self._stop = asyncio.Event()
         self._stop_signal = 0
         self._leaving = False
@@ -186,6 +189,16 @@ class Agent:
                 for network, bound in zip(("udp", "tcp"), ports, strict=True):
                     where = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
                     log.info("Started DNS server: address=%s network=%s", where, network)
+
+    def keyring_pools(self) -> list[KeyringPool]:
+        """The pools `consul keyring` reaches: this agent's LAN pool and, on a server, the
+        WAN pool (none before gossip starts)."""
+        if self.gossip is None:
+            return []
+        pools = [KeyringPool(self.gossip.lan, False, self.datacenter)]
+        if self.gossip.wan is not None:
+            pools.append(KeyringPool(self.gossip.wan, True, self.datacenter))
+        return pools
 
     async def _start_gossip(self) -> None:
         """The LAN pool (and the WAN pool of a server), then the leader's reconciliation of

@@ -47,6 +47,8 @@ COMMANDS: dict[str, Entry] = {
                   "Provides debugging information for operators."),
     "join": Entry("proconsul.cli.join", "run_join", "help_join",
                   "Tell Consul agent to join cluster"),
+    "keyring": Entry("proconsul.cli.keyring", "run", "help_text",
+                     "Manages gossip layer encryption keys"),
     "kv": Entry("proconsul.cli.kv", "", "help_kv", "Interact with the key-value store"),
     "kv delete": Entry("proconsul.cli.kv", "run_delete", "help_delete",
                        "Removes data from the KV store"),

@@ -11,6 +11,7 @@ from proconsul.http.coordinate import CoordinateHandlers
 from proconsul.http.event import EventHandlers
 from proconsul.http.health import HealthHandlers
 from proconsul.http.kv import KVHandlers
+from proconsul.http.operator_keyring import OperatorKeyringHandlers
 from proconsul.http.session import SessionHandlers
 from proconsul.http.snapshot import SnapshotHandlers
 from proconsul.http.status import StatusHandlers
@@ -29,4 +30,5 @@ def build_app(backend: Backend, app: APIApp) -> APIApp:
     AgentServiceHandlers(app, backend.local)
     SnapshotHandlers(app, backend.snapshot)
     EventHandlers(app, backend.events)
+    OperatorKeyringHandlers(app, backend.keyring)
     return app

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from proconsul.gossip.serf.coordinate import Coordinate
 from proconsul.http.event import EventBackend
+from proconsul.http.operator_keyring import KeyringBackend
 from proconsul.state.catalog import HealthEntry, MetaFilter
 from proconsul.state.coordinate import CoordinateEntry, DatacenterMap
 from proconsul.structs.catalog import HealthCheck, Node, NodeService
@@ -226,3 +227,6 @@ class Backend(Protocol):
 
     @property
     def events(self) -> EventBackend: ...
+
+    @property
+    def keyring(self) -> KeyringBackend: ...

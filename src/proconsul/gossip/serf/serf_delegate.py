@@ -247,8 +247,10 @@ class SerfDelegate:
             self._respond(event, resp)
             return
         if keyring is None or not keyring.keys:
-            resp.message = "No keyring to modify (encryption not enabled)"
-            serf.log.error("serf: No keyring to modify (encryption not enabled)")
+            # serf words the listing and the changes differently
+            resp.message = ("Keyring is empty (encryption not enabled)" if kind == "list-keys"
+                            else "No keyring to modify (encryption not enabled)")
+            serf.log.error("serf: %s", resp.message)
             self._respond(event, resp)
             return
         serf.log.info("serf: Received %s query", kind)
@@ -272,12 +274,13 @@ class SerfDelegate:
     def _respond(self, event: QueryEvent, resp: KeyResponse) -> None:
         raw = codec.encode(resp)
         limit = self.serf.config.query_response_size_limit - 64
+        actual = len(resp.keys or ())
         while len(raw) > limit and resp.keys:
-            # trim the key list until the answer fits, saying so
+            # trim the key list until the answer fits, saying so (serf's wording)
             keep = max(0, len(resp.keys) - 1)
             resp.keys = resp.keys[:keep]
-            resp.message = (f"Truncated key list response, showing first {keep} of "
-                            f"{len(resp.keys)} keys")
+            resp.message = (f"truncated key list response, showing first {keep} of "
+                            f"{actual} keys")
             raw = codec.encode(resp)
         try:
             event.respond(raw)
