@@ -82,6 +82,11 @@ def test_serf_agents_join_our_agent(tmp_path: Path, serfs: list[SerfProcess]) ->
         assert ours["tags"]["role"] == "consul" and ours["tags"]["dc"] == "dc1"
         assert ours["tags"]["port"] and ours["tags"]["vsn"] == "2"
 
+        # a serf query reaches our agent, which acks it (Consul agents answer only their own
+        # internal queries, so an application query gets an ack and no response)
+        acked = serfs[1].cli("query", "-timeout=5s", "uptime")
+        assert "Ack from 'ours'" in acked, acked
+
         table = run_cli(["members"], agent.http_addr)
         assert table.returncode == 0, table.stderr
         lines = table.stdout.decode().splitlines()
