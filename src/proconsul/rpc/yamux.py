@@ -608,6 +608,10 @@ class Session:
             self.close(exc)
         except (ConnectionError, OSError) as exc:
             self.close(SessionShutdown(str(exc) or "session shutdown"))
+        except Exception as exc:
+            # never leave a session half alive: whatever broke the receive loop ends it
+            self.log.error("yamux: Failed to read header: %s", exc, exc_info=True)
+            self.close(SessionShutdown(str(exc) or "session shutdown"))
 
     def _process(self) -> None:
         buf = self._buf
