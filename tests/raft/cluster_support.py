@@ -162,16 +162,19 @@ class Cluster:
                 self.leaders_by_term.setdefault(observation.term, set()).add(server_id)
         return observe
 
-    def configuration(self) -> Configuration:
+    def configuration(self, ids: Iterable[str] | None = None) -> Configuration:
         servers = []
+        members = set(self.nodes if ids is None else ids)
         for n, node in enumerate(self.nodes.values()):
+            if node.id not in members:
+                continue
             suffrage = Suffrage.VOTER if n < self.size else Suffrage.NONVOTER
             servers.append(Server(node.id, node.address, suffrage))
         return Configuration.of(servers)
 
     async def start(self, bootstrap: Iterable[str] | None = None) -> None:
-        configuration = self.configuration()
         ids = list(self.nodes) if bootstrap is None else list(bootstrap)
+        configuration = self.configuration(ids)
         for node in self.nodes.values():
             if node.id in ids:
                 await node.raft.bootstrap_cluster(configuration)
