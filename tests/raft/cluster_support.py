@@ -105,7 +105,7 @@ class Node:
     running: bool = False
 
 
-def test_config(server_id: str, address: str, **overrides: Any) -> Config:
+def raft_config(server_id: str, address: str, **overrides: Any) -> Config:
     values: dict[str, Any] = dict(
         heartbeat_timeout=0.3, election_timeout=0.3, leader_lease_timeout=0.15,
         commit_timeout=0.01, snapshot_interval=3600.0,
@@ -144,7 +144,7 @@ class Cluster:
         if server_id in self.nodes:
             address = self.nodes[server_id].address
         logs, stable, snapshots, base = self._stores(server_id)
-        config = test_config(server_id, address, **self.overrides)
+        config = raft_config(server_id, address, **self.overrides)
         fsm = ListFSM()
         counting = CountingLogStore(logs)
         transport = self.network.transport(address)

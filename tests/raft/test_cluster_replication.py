@@ -57,7 +57,9 @@ def test_a_follower_refuses_applies() -> None:
 
 def test_concurrent_applies_share_log_writes_and_append_entries() -> None:
     async def body() -> None:
-        cluster = Cluster(3)
+        # long timeouts: two thousand callers at once keep the loop busy for a while
+        cluster = Cluster(3, overrides={"heartbeat_timeout": 2.0, "election_timeout": 2.0,
+                                        "leader_lease_timeout": 1.0})
         await cluster.start()
         try:
             leader = await cluster.wait_leader()

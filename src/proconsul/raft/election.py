@@ -67,10 +67,15 @@ class Elections(RaftCore):
             if self._lone_voter() and not self._leader_addr:
                 self._set_state(RaftState.CANDIDATE)
                 return
-            await wait_event(self._wake_main, random_timeout(timeout))
+            wait = random_timeout(timeout)
+            due = time.monotonic() + wait
+            await wait_event(self._wake_main, wait)
             if self.state is not RaftState.FOLLOWER or self._wake_main.is_set():
                 continue
-            if time.monotonic() - self._last_contact < timeout:
+            now = time.monotonic()
+            if now - self._last_contact < timeout or now - due > timeout:
+                # heard from the leader lately, or woken so late (a busy loop) that its
+                # messages may still be queued behind this timer
                 continue
             # heartbeat timeout
             had_leader = self._leader_addr

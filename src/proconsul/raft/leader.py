@@ -84,9 +84,13 @@ class Leadership(RaftCore):
                 await wait_event(self._wake_main, next_check - time.monotonic())
                 if self.state is not RaftState.LEADER:
                     return
-                if time.monotonic() >= next_check:
-                    self._check_lease()
-                    next_check = time.monotonic() + lease
+                now = time.monotonic()
+                if now >= next_check:
+                    # woken far past the check (the loop was busy): answers may be queued
+                    # behind us, so judge the lease on the next round, not on stale times
+                    if now - next_check < lease:
+                        self._check_lease()
+                    next_check = now + lease
         finally:
             await self._leave_leadership()
 
