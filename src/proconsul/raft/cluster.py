@@ -25,10 +25,9 @@ from proconsul.raft.configuration import (
     Server,
     check_configuration,
 )
-from proconsul.raft.core import log_task_failure
+from proconsul.raft.core import F, log_task_failure
 from proconsul.raft.election import Elections
 from proconsul.raft.errors import CantBootstrap, RaftShutdown
-from proconsul.raft.fsm import FSM
 from proconsul.raft.leader import Leadership
 from proconsul.raft.log import Log, LogStore, LogType
 from proconsul.raft.observer import LeadershipListener, Observer, RaftState
@@ -74,9 +73,9 @@ def _trim(value: float) -> str:
     return f"{value:.9f}".rstrip("0").rstrip(".")
 
 
-class Raft(Leadership, Elections, RPCHandlers):
+class Raft(Leadership[F], Elections[F], RPCHandlers[F]):
     def __init__(
-        self, config: Config, fsm: FSM, logs: LogStore, stable: StableStore,
+        self, config: Config, fsm: F, logs: LogStore, stable: StableStore,
         snapshots: SnapshotStore, transport: Transport,
     ) -> None:
         super().__init__(config, fsm, logs, stable, snapshots, transport)

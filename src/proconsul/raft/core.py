@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from proconsul.errors import LogNotFound, SnapshotError
 from proconsul.raft.config import Config
@@ -42,6 +42,8 @@ from proconsul.raft.transport import RPCHeader, Transport
 log = logging.getLogger("proconsul.raft")
 
 T = TypeVar("T")
+#: the state machine type, so a Raft over the server's FSM is an Applier of that FSM
+F = TypeVar("F", bound=FSM)
 
 #: committed entries applied before the applier lets other tasks run
 APPLY_CHUNK = 512
@@ -68,11 +70,11 @@ def log_task_failure(task: asyncio.Future[Any]) -> None:
         log.error("raft task failed: %r", task.exception())
 
 
-class RaftCore:
+class RaftCore(Generic[F]):
     """Shared state and mechanisms; the roles and the public API are built on it."""
 
     def __init__(
-        self, config: Config, fsm: FSM, logs: LogStore, stable: StableStore,
+        self, config: Config, fsm: F, logs: LogStore, stable: StableStore,
         snapshots: SnapshotStore, transport: Transport,
     ) -> None:
         config.validate()

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from proconsul.raft.configuration import Server
-from proconsul.raft.core import RaftCore, random_timeout, wait_event
+from proconsul.raft.core import F, RaftCore, random_timeout, wait_event
 from proconsul.raft.errors import TransportError
 from proconsul.raft.observer import RaftState
 from proconsul.raft.transport import (
@@ -49,7 +49,7 @@ class _Ballot:
             task.cancel()
 
 
-class Elections(RaftCore):
+class Elections(RaftCore[F]):
     _transfer_candidate: bool
 
     def _lone_voter(self) -> bool:

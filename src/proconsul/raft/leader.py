@@ -22,7 +22,7 @@ from typing import Any
 
 from proconsul.errors import StorageError
 from proconsul.raft.configuration import Change, Configuration, next_configuration
-from proconsul.raft.core import RaftCore, wait_event
+from proconsul.raft.core import F, RaftCore, wait_event
 from proconsul.raft.errors import (
     AbortedByRestore,
     ConfigurationError,
@@ -47,7 +47,7 @@ class _Pending:
     configuration: Configuration | None = None
 
 
-class Leadership(RaftCore):
+class Leadership(RaftCore[F]):
     def _init_leader_state(self) -> None:
         self._queue: deque[_Pending] = deque()
         self._queue_wake = asyncio.Event()

@@ -133,6 +133,7 @@ class NetworkTransport:
         self._handler: RPCHandler | None = None
         self._pool: dict[str, list[_Stream]] = {}
         self._served: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.Task[Any]] = set()
         self._pipelines: set[NetPipeline] = set()
         self._server: asyncio.Server | None = None
         self._closed = False
@@ -159,6 +160,9 @@ class NetworkTransport:
             return
         stream = _Stream(reader, writer)
         self._served.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
         try:
             while True:
                 rpc_type = await stream.read_byte()
@@ -175,6 +179,8 @@ class NetworkTransport:
                           writer.get_extra_info("peername"))
         finally:
             self._served.discard(writer)
+            if task is not None:
+                self._serving.discard(task)
             writer.close()
 
     async def _serve_one(self, stream: _Stream, rpc_type: int) -> tuple[str, Any]:
@@ -332,6 +338,10 @@ class NetworkTransport:
         self._pool.clear()
         for writer in list(self._served):
             writer.close()
+        # closed connections end their handlers; let them finish rather than be cut off
+        serving = self._serving - {asyncio.current_task()}
+        if serving:
+            await asyncio.wait(serving, timeout=self.timeout)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -386,6 +396,7 @@ class NetPipeline:
                     continue
                 if error:
                     future.set_exception(TransportError(error))
+                    future.exception()  # the sender may have stopped listening
                 else:
                     future.set_result(wire.decode_append_entries_response(raw))
         except _BROKEN as err:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from proconsul.errors import LogNotFound, SnapshotError, StorageError
 from proconsul.raft.configuration import Configuration
-from proconsul.raft.core import RaftCore
+from proconsul.raft.core import F, RaftCore
 from proconsul.raft.errors import TransportError
 from proconsul.raft.log import Log, LogType
 from proconsul.raft.observer import RaftState
@@ -38,7 +38,7 @@ from proconsul.raft.transport import (
 log = logging.getLogger("proconsul.raft")
 
 
-class RPCHandlers(RaftCore):
+class RPCHandlers(RaftCore[F]):
     """Implements transport.RPCHandler."""
 
     _transfer_candidate: bool
