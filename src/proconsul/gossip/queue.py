@@ -32,6 +32,10 @@ class Broadcast:
             self.finished()
 
 
+#: below every `-id` in an item key, so a bisection lands before all items of a length
+_BEFORE_ANY_ID = float("-inf")
+
+
 class _Item:
     __slots__ = ("broadcast", "id", "transmits")
 
@@ -70,31 +74,49 @@ class TransmitLimitedQueue:
 
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """As many queued messages as fit `limit` bytes with `overhead` bytes each, counting
-        one more transmission for each; those sent enough times leave the queue."""
-        if not self._items:
+        one more transmission for each; those sent enough times leave the queue.
+
+        memberlist's order: tier by tier of transmission count, in each tier the largest
+        message that still fits (the newest among equals), until the room is used up. Each
+        pick is a bisection, not a scan, so the cost per packet does not grow with the queue:
+        after a join burst every node holds hundreds of queued alives, and every ping, ack and
+        gossip round asks for broadcasts.
+        """
+        items = self._items
+        if not items:
             return []
         max_transmits = retransmit_limit(self.retransmit_mult, self._num_nodes())
         used = 0
-        picked: list[_Item] = []
-        for item in self._items:
-            size = len(item.broadcast.message) + overhead
-            if used + size > limit:
-                if limit - used < overhead:
-                    break
+        out: list[bytes] = []
+        sent: list[_Item] = []
+        tier = items[0].transmits
+        while items:
+            free = limit - used - overhead
+            if free <= 0:
+                break
+            # the first item of this tier no longer than `free` (keys are
+            # (transmits, -length, -id), so that is the largest, then newest, that fits)
+            i = items.bisect_key_left((tier, -free, _BEFORE_ANY_ID))
+            if i >= len(items):
+                break
+            item = items[i]
+            if item.transmits != tier:
+                tier = item.transmits  # nothing more fits in this tier: try the next one
                 continue
-            used += size
-            picked.append(item)
-        out = []
-        for item in picked:
-            self._items.remove(item)
-            out.append(item.broadcast.message)
+            del items[i]
+            message = item.broadcast.message
+            used += len(message) + overhead
+            out.append(message)
+            sent.append(item)
+        # back into the queue only now, so an item cannot be picked twice in one packet
+        for item in sent:
             item.transmits += 1
             if item.transmits >= max_transmits:
                 if item.broadcast.name is not None:
                     self._named.pop(item.broadcast.name, None)
                 item.broadcast.done()
             else:
-                self._items.add(item)
+                items.add(item)
         return out
 
     def prune(self, max_retain: int) -> None:
