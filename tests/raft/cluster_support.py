@@ -22,6 +22,7 @@ from proconsul.errors import NoLeader
 from proconsul.raft.cluster import Raft
 from proconsul.raft.config import Config
 from proconsul.raft.configuration import Configuration, Server, Suffrage
+from proconsul.raft.errors import LeadershipTransferInProgress, NotLeader
 from proconsul.raft.file_log import FileLogStore
 from proconsul.raft.file_snapshot import FileSnapshotStore
 from proconsul.raft.file_stable import FileStableStore
@@ -229,16 +230,35 @@ class Cluster:
 
     async def apply(self, command: bytes, among: Iterable[str] | None = None,
                     timeout: float = DEADLINE) -> Any:
-        """Apply on whoever leads, retrying when leadership moves under the write."""
+        """Apply on whoever leads, retrying when leadership moves under the write. A write
+        whose leader was lost may still have committed: like a careful client, look before
+        writing again (commands in these tests are unique), so nothing is applied twice."""
         group = list(among) if among is not None else None
         deadline = time.monotonic() + timeout
         while True:
             leader = await self.wait_leader(group, max(deadline - time.monotonic(), 0.1))
             try:
                 return await leader.raft.apply(command)
+            except (NotLeader, LeadershipTransferInProgress):
+                pass  # refused before it was written anywhere
             except NoLeader:
-                if time.monotonic() > deadline:
-                    raise
+                found = await self._committed_position(command, group, deadline)
+                if found:
+                    return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not apply {command!r}")
+
+    async def _committed_position(self, command: bytes, group: list[str] | None,
+                                  deadline: float) -> int:
+        while time.monotonic() < deadline:
+            leader = await self.wait_leader(group, max(deadline - time.monotonic(), 0.1))
+            try:
+                await leader.raft.barrier()
+            except NoLeader:
+                continue
+            commands = leader.fsm.commands
+            return commands.index(command) + 1 if command in commands else 0
+        return 0
 
     async def wait_for(self, condition: Callable[[], bool], what: str,
                        timeout: float = DEADLINE) -> None:

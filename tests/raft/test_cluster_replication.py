@@ -169,3 +169,27 @@ def test_diverged_follower_log_is_truncated_to_the_leaders() -> None:
             await cluster.stop()
 
     run(body())
+
+
+def test_progress_over_a_lossy_slow_network() -> None:
+    async def body() -> None:
+        cluster = Cluster(3)
+        await cluster.start()
+        try:
+            await cluster.wait_leader()
+            addresses = [n.address for n in cluster.running()]
+            for src in addresses:
+                for dst in addresses:
+                    if src != dst:
+                        cluster.network.set_drop(src, dst, 0.1)
+                        cluster.network.set_delay(src, dst, 0.002)
+            for i in range(100):
+                await cluster.apply(f"l{i}".encode())
+            cluster.network.clear_faults()
+            commands = await cluster.wait_converged()
+            assert commands == [f"l{i}".encode() for i in range(100)]
+            cluster.assert_no_split_brain()
+        finally:
+            await cluster.stop()
+
+    run(body())
