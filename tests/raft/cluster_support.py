@@ -101,7 +101,7 @@ class Node:
     stable: StableStore
     snapshots: SnapshotStore
     transport: InmemTransport
-    raft: Raft
+    raft: Raft[ListFSM]
     directory: str | None = None
     running: bool = False
 

@@ -174,7 +174,7 @@ def test_cluster_over_tcp_behind_a_shared_server_port() -> None:
             await wait_for(lambda: all(r.applied >= index for r in rafts), "every server")
             expected = [f"t{i}".encode() for i in range(300)]
             for raft in rafts:
-                assert raft.fsm.commands == expected  # type: ignore[attr-defined]
+                assert raft.fsm.commands == expected
             await leader.verify_leader()
             # a snapshot and compaction, then a follower that must be sent the snapshot
             follower = next(r for r in rafts if r is not leader)
@@ -194,7 +194,7 @@ def test_cluster_over_tcp_behind_a_shared_server_port() -> None:
             await fresh.start()
             index = await leader.barrier()
             await wait_for(lambda: fresh.applied >= index, "the new server to catch up")
-            assert fresh.fsm.commands == expected + [f"u{i}".encode() for i in range(20)]  # type: ignore[attr-defined]
+            assert fresh.fsm.commands == expected + [f"u{i}".encode() for i in range(20)]
             assert fresh.snapshot_index > 0
             await leader.leadership_transfer(f"n{n}")
             await wait_for(lambda: fresh.is_leader(), "the new server to lead")
