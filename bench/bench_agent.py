@@ -56,7 +56,7 @@ class Agent:
         self.port = free_port()
         argv = [sys.executable, "-m", "proconsul", "agent", "-dev", f"-http-port={self.port}",
                 "-dns-port=-1", "-node=bench", f"-serf-lan-port={free_port()}",
-                f"-serf-wan-port={free_port()}",
+                f"-serf-wan-port={free_port()}", f"-server-port={free_port()}",
                 "-hcl", "limits { http_max_conns_per_client = 20000 }"]
         if pin:
             argv = ["taskset", "-c", "0", *argv]

@@ -328,7 +328,8 @@ def start_agent(children: Children, key: str) -> Child:
     http_port, dns_port = free_port(), free_dns_port()
     argv = [sys.executable, "-m", "proconsul", "agent", "-dev", f"-http-port={http_port}",
             f"-dns-port={dns_port}", f"-node=bench-{key}",
-            f"-serf-lan-port={free_dns_port()}", f"-serf-wan-port={free_dns_port()}"]
+            f"-serf-lan-port={free_dns_port()}", f"-serf-wan-port={free_dns_port()}",
+            f"-server-port={free_port()}"]
     child = children.start(key, argv, dns_port, http_port, child_env(pure=key == "py"))
 
     def leader() -> bool:

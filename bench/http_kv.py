@@ -222,7 +222,8 @@ def consul_ready(port: int) -> bool:
 
 def start_agent(children: Children, server: bool = False) -> Child:
     port = free_port()
-    mode = ["-dev"]
+    mode = ["-dev", f"-server-port={free_port()}", f"-serf-lan-port={free_port()}",
+            f"-serf-wan-port={free_port()}"]
     if server:
         mode = ["-server", "-bootstrap-expect=1", f"-data-dir={children.tmp / 'agent-data'}",
                 "-bind=127.0.0.1", f"-server-port={free_port()}",

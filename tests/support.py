@@ -64,13 +64,17 @@ class AgentProcess:
         #: the gossip ports (UDP and TCP), unless the caller chose its own
         self.serf_lan_port = _flag_port(extra, "-serf-lan-port") or free_dual_port()
         self.serf_wan_port = _flag_port(extra, "-serf-wan-port") or free_dual_port()
+        #: the server RPC port (client agents reach this agent there when it is a server)
+        self.server_port = _flag_port(extra, "-server-port") or free_port()
         args += [
             f"-http-port={self.http_port}",
             f"-dns-port={self.dns_port or -1}",
             f"-serf-lan-port={self.serf_lan_port}",
             f"-serf-wan-port={self.serf_wan_port}",
+            f"-server-port={self.server_port}",
             *([] if any(a.startswith("-node=") for a in extra) else ["-node=test-node"]),
-            *[a for a in extra if not a.startswith(("-serf-lan-port=", "-serf-wan-port="))],
+            *[a for a in extra
+              if not a.startswith(("-serf-lan-port=", "-serf-wan-port=", "-server-port="))],
         ]
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None

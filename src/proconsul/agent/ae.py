@@ -20,9 +20,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from proconsul.structs.catalog import HealthCheck, NodeService
+from proconsul.structs.query import QueryOptions
 
 if TYPE_CHECKING:
     from proconsul.agent.local_state import LocalState
+    from proconsul.http.backend import CatalogBackend, HealthBackend
     from proconsul.server.server import Server
 
 log = logging.getLogger("proconsul.agent")
@@ -73,6 +75,29 @@ class ServerCatalog:
 
     async def node_checks(self, node: str) -> list[HealthCheck]:
         return self._srv.store.node_checks(None, node)[1]
+
+
+class EndpointCatalog:
+    """The catalog behind the catalog and health endpoints (a client agent's RPC forms):
+    reads are default-consistency reads, answered by the leader."""
+
+    def __init__(self, catalog: CatalogBackend, health: HealthBackend) -> None:
+        self.catalog = catalog
+        self.health = health
+
+    async def register(self, body: dict[str, Any]) -> None:
+        await self.catalog.register(body)
+
+    async def deregister(self, body: dict[str, Any]) -> None:
+        await self.catalog.deregister(body)
+
+    async def node_services(self, node: str) -> list[NodeService]:
+        _, _, services = await self.catalog.node_services(node, QueryOptions())
+        return services
+
+    async def node_checks(self, node: str) -> list[HealthCheck]:
+        _, checks = await self.health.node_checks(node, QueryOptions())
+        return checks
 
 
 class StateSyncer:

@@ -15,13 +15,14 @@ import platform
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from proconsul import CONSUL_COMPAT_VERSION, __version__
 from proconsul import log as logsetup
-from proconsul.agent.ae import ServerCatalog, StateSyncer
+from proconsul.agent.ae import EndpointCatalog, ServerCatalog, StateSyncer
 from proconsul.agent.checks.alias import ServerHealth
+from proconsul.agent.client_mode import ClientRuntime
 from proconsul.agent.coordinate_sync import CoordinateSync
 from proconsul.agent.datadir import DataDir
 from proconsul.agent.gossip import GossipPools
@@ -40,6 +41,7 @@ from proconsul.gossip.serf.messages import STATUS_ALIVE
 from proconsul.gossip.serf.serf import SerfEvent
 from proconsul.http.api import build_app
 from proconsul.http.app import APIApp
+from proconsul.http.backend import CatalogBackend, HealthBackend
 from proconsul.http.limits import HttpLimits
 from proconsul.http.protocol import HttpServer
 from proconsul.raft.file_log import FileLogStore
@@ -50,8 +52,10 @@ from proconsul.raft.log import LogStore
 from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.raft.snapshot import SnapshotStore
 from proconsul.raft.stable import StableStore
+from proconsul.rpc.server import RPCServer
 from proconsul.server.fsm import FSM
 from proconsul.server.member_reconcile import MemberReconciler
+from proconsul.server.rpc_endpoints import register_endpoints
 from proconsul.server.server import Server
 from proconsul.state.coordinate import coord_to_api
 
@@ -86,17 +90,12 @@ class Backend:
 
 class Agent:
     def __init__(self, config: RuntimeConfig, reloader: Reloader | None = None) -> None:
-        if not config.dev:
-            if not config.server:
-                raise ProconsulError(
-                    "Client agents are not available yet: run the agent with -server "
-                    "(and -bootstrap-expect=1) or -dev"
-                )
-            if not (config.bootstrap or config.bootstrap_expect == 1):
-                raise ProconsulError(
-                    "This build runs single-server clusters only: set -bootstrap-expect=1 "
-                    "or bootstrap = true"
-                )
+        if not config.dev and config.server and not (config.bootstrap
+                                                     or config.bootstrap_expect == 1):
+            raise ProconsulError(
+                "This build runs single-server clusters only: set -bootstrap-expect=1 "
+                "or bootstrap = true"
+            )
         self.config = config
         self.reloader = reloader
         self.node_name = config.node_name
@@ -113,6 +112,9 @@ class Agent:
         self.telemetry = Metrics()
         self.started = time.time()
         self.server: Server | None = None
+        self.rpc_server: RPCServer | None = None
+        self.client: ClientRuntime | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.http: list[HttpServer] = []
         self.dns: DNSServer | None = None
         self.local_state = LocalState(config.node_name, config.check_update_interval,
@@ -137,6 +139,64 @@ class Agent:
 
     async def start(self) -> None:
         cfg = self.config
+        if cfg.server or cfg.dev:
+            await self._start_server()
+        else:
+            self.client = ClientRuntime(cfg, self)
+        await self._start_gossip()
+        catalog, health = self._endpoints()
+        # alias checks of services on other nodes read the catalog through the endpoints
+        self.registry.remote_health = ServerHealth(catalog, health)
+        # config-file services before any listener: a bad definition stops the agent before it
+        # serves (definitions were already checked per file when the config was built)
+        self.registry.load_config(cfg.services, cfg.checks)
+        seam = (ServerCatalog(self.server) if self.server is not None
+                else EndpointCatalog(catalog, health))
+        self.syncer = StateSyncer(self.local_state, seam, self.node_info,
+                                  interval=cfg.ae_interval,
+                                  cluster_size=lambda: len(self.members(False)))
+        self.local = LocalAgent(self.registry, cfg.datacenter, self.syncer.sync_changes_logged)
+        if self.client is not None:
+            self.client.backend.local = self.local
+            assert self.user_events is not None
+            self.client.backend.events = self.user_events
+        self.syncer.start()
+        self.spawn(self._reap_services())
+        app, limits = self.http_api(cfg.pretty_json)
+        for host, port in cfg.http_addrs:
+            srv = HttpServer(app, limits)
+            if host.startswith("unix://"):
+                await srv.listen_unix(host[len("unix://"):])
+                log.info("Started HTTP server: address=%s network=unix", host)
+            else:
+                await srv.listen(host, port)
+                log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
+            self.http.append(srv)
+        if cfg.dns_addrs:
+            self.dns = build_dns_server(cfg, catalog, health)
+            for host, port in cfg.dns_addrs:
+                ports = await self.dns.listen(host, port)
+                for network, bound in zip(("udp", "tcp"), ports, strict=True):
+                    where = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+                    log.info("Started DNS server: address=%s network=%s", where, network)
+
+    def _endpoints(self) -> tuple[CatalogBackend, HealthBackend]:
+        """The catalog and health endpoints: the local server's, or a client's RPC forms."""
+        if self.server is not None:
+            return self.server.catalog, self.server.health
+        assert self.client is not None
+        return self.client.backend.catalog, self.client.backend.health
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a background job of the agent (cancelled at shutdown)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_server(self) -> None:
+        """The replicated state: Raft, the server and its endpoints, and the RPC port that
+        client agents call."""
+        cfg = self.config
         logs, stable, snapshots = await self._raft_stores()
         self.raft = RaftNode(
             RaftConfig(
@@ -160,35 +220,14 @@ class Agent:
         )
         await self.server.start()
         log.info("New leader elected: payload=%s", cfg.node_name)
-        await self._start_gossip()
-        # alias checks of services on other nodes read the catalog through the server
-        self.registry.remote_health = ServerHealth(self.server)
-        # config-file services before any listener: a bad definition stops the agent before it
-        # serves (definitions were already checked per file when the config was built)
-        self.registry.load_config(cfg.services, cfg.checks)
-        self.syncer = StateSyncer(self.local_state, ServerCatalog(self.server), self.node_info,
-                                  interval=cfg.ae_interval,
-                                  cluster_size=lambda: len(self.members(False)))
-        self.local = LocalAgent(self.registry, cfg.datacenter, self.syncer.sync_changes_logged)
-        self.syncer.start()
-        self.server.spawn(self._reap_services())
-        app, limits = self.http_api(cfg.pretty_json)
-        for host, port in cfg.http_addrs:
-            srv = HttpServer(app, limits)
-            if host.startswith("unix://"):
-                await srv.listen_unix(host[len("unix://"):])
-                log.info("Started HTTP server: address=%s network=unix", host)
-            else:
-                await srv.listen(host, port)
-                log.info("Started HTTP server: address=%s:%d network=tcp", host, port)
-            self.http.append(srv)
-        if cfg.dns_addrs:
-            self.dns = build_dns_server(cfg, self.server.catalog, self.server.health)
-            for host, port in cfg.dns_addrs:
-                ports = await self.dns.listen(host, port)
-                for network, bound in zip(("udp", "tcp"), ports, strict=True):
-                    where = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
-                    log.info("Started DNS server: address=%s network=%s", where, network)
+        self.rpc_server = RPCServer()
+        register_endpoints(self.rpc_server, self.server)
+        host, port = cfg.rpc_bind_addr
+        try:
+            await self.rpc_server.start(host, port)
+        except OSError as exc:
+            raise ProconsulError(f"Failed to start RPC layer: listen tcp {host}:{port}: "
+                                 f"{exc.strerror}") from None
 
     def keyring_pools(self) -> list[KeyringPool]:
         """The pools `consul keyring` reaches: this agent's LAN pool and, on a server, the
@@ -204,7 +243,6 @@ class Agent:
         """The LAN pool (and the WAN pool of a server), then the leader's reconciliation of
         the LAN members into the catalog."""
         cfg = self.config
-        assert self.server is not None
         wan_tags = None
         if cfg.server:
             wan_tags = {k: v for k, v in self.tags().items() if k != "segment"}
@@ -219,25 +257,33 @@ class Agent:
                                     in self.local_state.list_services().items()],
         )
         await self.gossip.start()
-        self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list)
-        self.reconciler.start()
+        if self.server is not None:
+            self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list)
+            self.reconciler.start()
+        if self.client is not None:
+            self.client.start(lan)
         self._start_coordinates()
 
     def _start_coordinates(self) -> None:
         """Hand the pools' coordinates to the server's Coordinate endpoint and start pushing
         this agent's LAN coordinate (Consul's sendCoordinate), unless disabled."""
         cfg = self.config
-        assert self.server is not None and self.gossip is not None
+        assert self.gossip is not None
         if cfg.disable_coordinates:
             return
         lan, wan = self.gossip.lan, self.gossip.wan
-        endpoint = self.server.coordinate
-        endpoint.lan_coordinate = lan.coordinates.client.get_coordinate
-        if wan is not None:
-            endpoint.wan_coordinate = wan.coordinates.client.get_coordinate
-            endpoint.wan_members = self._wan_servers
+        if self.server is not None:
+            endpoint = self.server.coordinate
+            endpoint.lan_coordinate = lan.coordinates.client.get_coordinate
+            if wan is not None:
+                endpoint.wan_coordinate = wan.coordinates.client.get_coordinate
+                endpoint.wan_members = self._wan_servers
+            update = endpoint.update
+        else:
+            assert self.client is not None
+            update = self.client.backend.coordinate.update
         self.coordinate_sync = CoordinateSync(
-            cfg.node_name, lan.coordinates.client.get_coordinate, endpoint.update,
+            cfg.node_name, lan.coordinates.client.get_coordinate, update,
             cluster_size=lambda: len(lan.member_list()),
             rate_target=cfg.sync_coordinate_rate_target,
             interval_min=cfg.sync_coordinate_interval_min,
@@ -255,8 +301,11 @@ class Agent:
                 if m.status == STATUS_ALIVE and m.tags.get("role") == "consul"]
 
     def _on_lan_event(self, event: SerfEvent) -> None:
-        if isinstance(event, MemberEvent) and self.reconciler is not None:
-            self.reconciler.notify(event)
+        if isinstance(event, MemberEvent):
+            if self.reconciler is not None:
+                self.reconciler.notify(event)
+            if self.client is not None:
+                self.client.on_member_event(event)
         elif isinstance(event, UserEventRecord) and self.user_events is not None:
             self.user_events.ingest(event.name, event.payload, event.ltime)
 
@@ -279,7 +328,6 @@ class Agent:
         """The /v1 application over this agent's server, and the HTTP limits from its config
         (also used by benches that put the same application behind another HTTP stack)."""
         cfg = self.config
-        assert self.server is not None, "start() builds the server first"
         app = APIApp(
             pretty=pretty,
             kv_max_value_size=cfg.limits.kv_max_value_size,
@@ -289,7 +337,11 @@ class Agent:
             discovery_max_stale=cfg.discovery_max_stale,
             datacenter=cfg.datacenter,
         )
-        build_app(Backend(self.server, self), app)
+        if self.server is not None:
+            build_app(Backend(self.server, self), app)
+        else:
+            assert self.client is not None, "start() builds the server or the client first"
+            build_app(self.client.backend, app)
         limits = HttpLimits(
             max_header_bytes=cfg.http_config.max_header_bytes or (1 << 20),
             max_conns_per_client=cfg.limits.http_max_conns_per_client,
@@ -313,8 +365,7 @@ class Agent:
 
     def _on_hup(self, sig: int) -> None:
         log.info("Caught: signal=hangup")
-        if self.server is not None:
-            self.server.spawn(self._reload_logged())
+        self.spawn(self._reload_logged())
 
     async def _reload_logged(self) -> None:
         try:
@@ -357,6 +408,14 @@ class Agent:
         if self.syncer is not None:
             await self.syncer.stop()
         self.registry.stop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.stop()
+        if self.rpc_server is not None:
+            await self.rpc_server.stop()
         if self.server is not None:
             await self.server.stop()
         if self.raft is not None:
@@ -468,8 +527,16 @@ class Agent:
         return [member]
 
     def stats(self) -> dict[str, dict[str, str]]:
-        assert self.server is not None
-        leader = self.server.leader()
+        if self.server is not None:
+            consul = {"acl": "disabled", "bootstrap": "false", "known_datacenters": "1",
+                      "leader": str(self.server.applier.is_leader()).lower(),
+                      "leader_addr": self.server.leader(), "server": "true"}
+            raft: dict[str, dict[str, str]] = {"raft": self.server.applier.stats()}
+        else:
+            assert self.client is not None
+            consul = {"acl": "disabled", "known_servers": str(self.client.known_servers()),
+                      "server": "false"}
+            raft = {}
         return {
             "agent": {"check_monitors": "0",
                       "check_ttls": str(sum(1 for c in self.local_state.checks.values()
@@ -479,10 +546,8 @@ class Agent:
                       "services": str(len(self.local_state.list_services()))},
             "build": {"prerelease": "", "revision": f"proconsul-{__version__}",
                       "version": CONSUL_COMPAT_VERSION, "version_metadata": ""},
-            "consul": {"acl": "disabled", "bootstrap": "false", "known_datacenters": "1",
-                       "leader": str(self.server.applier.is_leader()).lower(),
-                       "leader_addr": leader, "server": "true"},
-            "raft": self.server.applier.stats(),
+            "consul": consul,
+            **raft,
             "runtime": {"arch": platform.machine(), "cpu_count": str(os.cpu_count() or 1),
                         "goroutines": str(len(asyncio.all_tasks())),
                         "max_procs": str(os.cpu_count() or 1), "os": platform.system().lower(),

@@ -291,7 +291,12 @@ def build_dns_server(cfg: RuntimeConfig, catalog: CatalogBackend,
     opts, settings, recursors, query_opts = dns_parts(cfg)
     holder: list[DNSServer] = []
     view = CatalogView(catalog, health, query_opts, lambda deps: holder[0].invalidate(deps))
-    resolver = Resolver(settings, view, catalog.datacenters(), recursors=bool(recursors))
+    try:
+        datacenters = catalog.datacenters()
+    except ProconsulError:
+        # a client agent that has not reached a server yet knows only its own datacenter
+        datacenters = [cfg.datacenter]
+    resolver = Resolver(settings, view, datacenters, recursors=bool(recursors))
     server = DNSServer(wire.Responder(opts), resolver, recursors)
     holder.append(server)
     return server

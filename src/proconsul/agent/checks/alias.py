@@ -32,7 +32,7 @@ from proconsul.structs.query import QueryOptions
 from .base import CheckDefinition, CheckStatusSink
 
 if TYPE_CHECKING:
-    from proconsul.server.server import Server
+    from proconsul.http.backend import CatalogBackend, HealthBackend
 
 log = logging.getLogger(__name__)
 
@@ -209,19 +209,21 @@ class AliasCheck:
 
 
 class ServerHealth:
-    """`RemoteHealth` over the in-process server, for agents that run one (-dev, -server)."""
+    """`RemoteHealth` over the catalog and health endpoints: the in-process server's (-dev,
+    -server) or their RPC forms (client agents)."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, catalog: CatalogBackend, health: HealthBackend) -> None:
+        self.catalog = catalog
+        self.health = health
 
     async def node_checks(self, node: str, min_index: int,
                           wait: float) -> tuple[int, list[HealthCheck]]:
         opts = QueryOptions(min_query_index=min_index, max_query_time=wait,
                             allow_stale=True, max_stale=REMOTE_MAX_STALE)
-        meta, checks = await self.server.health.node_checks(node, opts)
+        meta, checks = await self.health.node_checks(node, opts)
         return meta.index, checks
 
     async def node_service_ids(self, node: str) -> set[str]:
         opts = QueryOptions(allow_stale=True, max_stale=REMOTE_MAX_STALE)
-        _, _, services = await self.server.catalog.node_services(node, opts)
+        _, _, services = await self.catalog.node_services(node, opts)
         return {s.id for s in services}
