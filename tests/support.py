@@ -87,7 +87,8 @@ class AgentProcess:
     def url(self) -> str:
         return f"http://{self.http_addr}"
 
-    def start(self, timeout: float = 20.0) -> AgentProcess:
+    def start(self, timeout: float = 20.0, require_leader: bool = True) -> AgentProcess:
+        """Start and wait until the HTTP API answers (and, by default, knows a leader)."""
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             self.args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.workdir,
@@ -100,7 +101,7 @@ class AgentProcess:
                 raise RuntimeError(f"agent exited {self.proc.returncode}:\n{self.read_log()}")
             try:
                 with urllib.request.urlopen(self.url + "/v1/status/leader", timeout=1) as r:
-                    if json.loads(r.read()):
+                    if json.loads(r.read()) or not require_leader:
                         return self
             except OSError:
                 pass

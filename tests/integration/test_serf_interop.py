@@ -207,7 +207,7 @@ async def exercise(p: Pool) -> None:
     async def s2_left() -> bool:
         return our_status(ours, "s2") == "left"
 
-    await eventually(s2_left, what="s2 left at ours")
+    await eventually(s2_left, 60, what="s2 left at ours")
 
     # and our graceful leave is seen as left by serf
     await ours.leave()
@@ -215,7 +215,7 @@ async def exercise(p: Pool) -> None:
     async def py1_left() -> bool:
         return (await s1.members()).get("py1", ("",))[0] == "left"
 
-    await eventually(py1_left, what="py1 left at s1")
+    await eventually(py1_left, 60, what="py1 left at s1")
 
 
 def test_interop_plain(tmp_path: Path) -> None:

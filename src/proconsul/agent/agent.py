@@ -30,6 +30,7 @@ from proconsul.agent.keyring_ops import KeyringOperator, KeyringPool
 from proconsul.agent.local_state import LocalState
 from proconsul.agent.metrics import Metrics
 from proconsul.agent.registry import LocalAgent, Registry, load_runner_factory
+from proconsul.agent.server_mode import ServerRuntime
 from proconsul.agent.user_events import UserEvents
 from proconsul.config.runtime import RuntimeConfig
 from proconsul.dns.server import DNSServer, build_dns_server
@@ -44,18 +45,7 @@ from proconsul.http.app import APIApp
 from proconsul.http.backend import CatalogBackend, HealthBackend
 from proconsul.http.limits import HttpLimits
 from proconsul.http.protocol import HttpServer
-from proconsul.raft.file_log import FileLogStore
-from proconsul.raft.file_snapshot import FileSnapshotStore
-from proconsul.raft.file_stable import FileStableStore
-from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
-from proconsul.raft.log import LogStore
-from proconsul.raft.node import RaftConfig, RaftNode
-from proconsul.raft.snapshot import SnapshotStore
-from proconsul.raft.stable import StableStore
-from proconsul.rpc.server import RPCServer
-from proconsul.server.fsm import FSM
 from proconsul.server.member_reconcile import MemberReconciler
-from proconsul.server.rpc_endpoints import register_endpoints
 from proconsul.server.server import Server
 from proconsul.state.coordinate import coord_to_api
 
@@ -90,12 +80,6 @@ class Backend:
 
 class Agent:
     def __init__(self, config: RuntimeConfig, reloader: Reloader | None = None) -> None:
-        if not config.dev and config.server and not (config.bootstrap
-                                                     or config.bootstrap_expect == 1):
-            raise ProconsulError(
-                "This build runs single-server clusters only: set -bootstrap-expect=1 "
-                "or bootstrap = true"
-            )
         self.config = config
         self.reloader = reloader
         self.node_name = config.node_name
@@ -107,12 +91,11 @@ class Agent:
             self.node_id = self.data_dir.node_id(config.node_id)
         else:
             self.node_id = config.node_id or str(uuid.uuid4())
-        self.raft: RaftNode | None = None
+        self.server_rt: ServerRuntime | None = None
         self.advertise = config.advertise_addr or config.bind_addr
         self.telemetry = Metrics()
         self.started = time.time()
         self.server: Server | None = None
-        self.rpc_server: RPCServer | None = None
         self.client: ClientRuntime | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.http: list[HttpServer] = []
@@ -195,39 +178,9 @@ class Agent:
 
     async def _start_server(self) -> None:
         """The replicated state: Raft, the server and its endpoints, and the RPC port that
-        client agents call."""
-        cfg = self.config
-        logs, stable, snapshots = await self._raft_stores()
-        self.raft = RaftNode(
-            RaftConfig(
-                server_id=self.node_id, address=f"{self.advertise}:{cfg.ports.server}",
-                snapshot_threshold=cfg.raft_snapshot_threshold,
-                snapshot_interval=cfg.raft_snapshot_interval,
-                trailing_logs=cfg.raft_trailing_logs,
-            ),
-            FSM(), logs, stable, snapshots,
-        )
-        await self.raft.start()
-        self.server = Server(
-            self.raft, cfg.node_name, self.node_id, cfg.datacenter, self.advertise,
-            session_ttl_min=cfg.session_ttl_min, default_query_time=cfg.default_query_time,
-            max_query_time=cfg.max_query_time, node_meta=dict(cfg.node_meta),
-            server_port=cfg.ports.server,
-            coordinate_update_period=cfg.coordinate_update_period,
-            coordinate_update_batch_size=cfg.coordinate_update_batch_size,
-            coordinate_update_max_batches=cfg.coordinate_update_max_batches,
-            disable_coordinates=cfg.disable_coordinates,
-        )
-        await self.server.start()
-        log.info("New leader elected: payload=%s", cfg.node_name)
-        self.rpc_server = RPCServer()
-        register_endpoints(self.rpc_server, self.server)
-        host, port = cfg.rpc_bind_addr
-        try:
-            await self.rpc_server.start(host, port)
-        except OSError as exc:
-            raise ProconsulError(f"Failed to start RPC layer: listen tcp {host}:{port}: "
-                                 f"{exc.strerror}") from None
+        client agents and the other servers call."""
+        self.server_rt = ServerRuntime(self.config, self.node_id, self.advertise, self.data_dir)
+        self.server = await self.server_rt.start()
 
     def keyring_pools(self) -> list[KeyringPool]:
         """The pools `consul keyring` reaches: this agent's LAN pool and, on a server, the
@@ -257,9 +210,16 @@ class Agent:
                                     in self.local_state.list_services().items()],
         )
         await self.gossip.start()
-        if self.server is not None:
-            self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list)
-            self.reconciler.start()
+        if self.server_rt is not None:
+            assert self.server is not None
+            rt = self.server_rt
+            self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list,
+                                               ensure_peer=rt.ensure_peer,
+                                               remove_peer=rt.remove_peer)
+            rt.leader_hooks.append(self._leader_changed)
+            if self.server.applier.is_leader():
+                self.reconciler.start()
+            await rt.maybe_bootstrap(lan.member_list())
         if self.client is not None:
             self.client.start(lan)
         self._start_coordinates()
@@ -300,29 +260,28 @@ class Agent:
                 for m in wan.member_list()
                 if m.status == STATUS_ALIVE and m.tags.get("role") == "consul"]
 
+    async def _leader_changed(self, leading: bool) -> None:
+        """Only the leader reconciles gossip into the catalog and Raft."""
+        if self.reconciler is None:
+            return
+        if leading:
+            self.reconciler.start()
+        else:
+            await self.reconciler.stop()
+
     def _on_lan_event(self, event: SerfEvent) -> None:
         if isinstance(event, MemberEvent):
             if self.reconciler is not None:
                 self.reconciler.notify(event)
             if self.client is not None:
                 self.client.on_member_event(event)
+            if self.server_rt is not None and self.gossip is not None:
+                self.server_rt.on_member_event(event, self.gossip.lan.member_list())
         elif isinstance(event, UserEventRecord) and self.user_events is not None:
             self.user_events.ingest(event.name, event.payload, event.ltime)
 
     def _on_wan_event(self, event: SerfEvent) -> None:
         """WAN membership only feeds the member list and coordinates for now."""
-
-    async def _raft_stores(self) -> tuple[LogStore, StableStore, SnapshotStore]:
-        """In-memory twins for -dev; files under data_dir/raft otherwise (opened off the loop:
-        the log's recovery scan reads every segment)."""
-        if self.data_dir is None:
-            return InmemLogStore(), InmemStableStore(), InmemSnapshotStore()
-        raft_dir = self.data_dir.raft_dir()
-        loop = asyncio.get_running_loop()
-        logs = await loop.run_in_executor(None, FileLogStore, raft_dir / "wal")
-        stable = FileStableStore(raft_dir / "stable.bin")
-        snapshots = FileSnapshotStore(raft_dir / "snapshots", retain=2)
-        return logs, stable, snapshots
 
     def http_api(self, pretty: bool) -> tuple[APIApp, HttpLimits]:
         """The /v1 application over this agent's server, and the HTTP limits from its config
@@ -414,12 +373,8 @@ class Agent:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.client is not None:
             await self.client.stop()
-        if self.rpc_server is not None:
-            await self.rpc_server.stop()
-        if self.server is not None:
-            await self.server.stop()
-        if self.raft is not None:
-            await self.raft.shutdown()
+        if self.server_rt is not None:
+            await self.server_rt.stop()
         if self.data_dir is not None:
             self.data_dir.unlock()
         log.info("shutdown complete")

@@ -78,8 +78,8 @@ class CoordinateEndpoint:
         A later update for the same node and segment replaces a parked one, so a node that
         pushes twice within a period costs one write.
         """
-        if not self._srv.applier.is_leader():
-            raise NoLeader()
+        if not self._srv.applier.is_leader() and self._srv.leader_link is None:
+            raise NoLeader()  # a follower parks it too: its batch is forwarded to the leader
         if coord is None or not coord.is_valid():
             raise RPCError("invalid coordinate")
         if not self.lan_coordinate().is_compatible_with(coord):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proconsul import CONSUL_COMPAT_VERSION
@@ -36,6 +36,7 @@ FAILED_OUTPUT = "Agent not live or unreachable"
 RECONCILE_INTERVAL = 60.0
 
 Members = Callable[[], list[SerfMember]]
+PeerHook = Callable[[SerfMember], Awaitable[None]]
 
 
 def is_consul_node(member: SerfMember) -> tuple[bool, str]:
@@ -55,17 +56,22 @@ class MemberReconciler:
     """Runs on the leader; fed with the LAN pool's member events."""
 
     def __init__(self, server: Server, members: Members,
-                 interval: float = RECONCILE_INTERVAL) -> None:
+                 interval: float = RECONCILE_INTERVAL, *, ensure_peer: PeerHook | None = None,
+                 remove_peer: PeerHook | None = None) -> None:
         self.server = server
         self.members = members
         self.interval = interval
+        #: keep Raft's membership in step: an alive server is a voter, a gone one is removed
+        self.ensure_peer = ensure_peer
+        self.remove_peer = remove_peer
         #: member name -> the member record of its latest event (reaped ones included)
         self._pending: dict[str, tuple[SerfMember, bool]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -144,6 +150,8 @@ class MemberReconciler:
         addr = address_text(member.addr)
         node_id = member.tags.get("id", "")
         server = is_consul_server(member)[0]
+        if server and self.ensure_peer is not None:
+            await self.ensure_peer(member)
         existing = store.nodes.get(member.name)
         if existing is not None and existing.address == addr and existing.id == node_id:
             check = self._serf_check(member.name)
@@ -194,6 +202,8 @@ class MemberReconciler:
             log.warning("leader: deregistering self should be done by follower: name=%s "
                         "partition=default", member.name)
             return
+        if is_consul_server(member)[0] and self.remove_peer is not None:
+            await self.remove_peer(member)
         if member.name not in self.server.store.nodes:
             return
         log.info("leader: deregistering member: member=%s partition=default reason=%s",

@@ -19,6 +19,7 @@ from proconsul.server.blocking import QueryFn, blocking_query
 from proconsul.server.catalog_endpoint import CatalogEndpoint
 from proconsul.server.commands import MessageType, encode
 from proconsul.server.coordinate_endpoint import CoordinateEndpoint
+from proconsul.server.forward import LeaderLink, is_local_leader
 from proconsul.server.health_endpoint import HealthEndpoint
 from proconsul.server.kvs_endpoint import KVSEndpoint
 from proconsul.server.session_endpoint import SessionEndpoint
@@ -82,6 +83,8 @@ class Server:
         )
         self.tombstone_gc = TombstoneGC(self._reap_tombstones)
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: how a follower reaches the leader (None: a lone server that is its own leader)
+        self.leader_link: LeaderLink | None = None
 
     @property
     def store(self) -> Store:
@@ -92,11 +95,13 @@ class Server:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the coordinate batcher and take up the leader's duties (a single server is
-        its own leader)."""
+    async def start(self, lead: bool = True) -> None:
+        """Start the coordinate batcher and, with `lead`, take up the leader's duties (a
+        single-voter node is its own leader; a cluster member follows Raft's leadership
+        changes instead)."""
         self.spawn(self.coordinate.run())
-        await self.establish_leadership()
+        if lead:
+            await self.establish_leadership()
 
     async def establish_leadership(self) -> None:
         self.spawn(self._prune_watches())
@@ -162,7 +167,13 @@ class Server:
         """Commit a command; a refusal by the state store becomes an RPC error whose text
         carries the endpoint's prefix (`raft apply failed: `, `apply failed: `)."""
         if not self.applier.is_leader():
-            raise NoLeader()
+            if self.leader_link is None:
+                raise NoLeader()
+            try:
+                return await self.leader_link.apply(command, error_prefix)
+            except Exception as exc:
+                if not is_local_leader(exc):
+                    raise
         result = await self.applier.apply(command)
         if isinstance(result, StateError):
             raise RPCError(error_prefix + str(result))
@@ -185,11 +196,20 @@ class Server:
         applier = self.applier
         if opts.datacenter and opts.datacenter != self.datacenter:
             raise RPCError("No path to datacenter")
-        if not opts.allow_stale:
-            if not applier.is_leader():
+        if not opts.allow_stale or (
+                opts.max_stale and not applier.is_leader()
+                and applier.last_contact_ms() > opts.max_stale * 1000):
+            if applier.is_leader():
+                if opts.require_consistent:
+                    await applier.verify_leader()
+            elif self.leader_link is None:
                 raise NoLeader()
-            if opts.require_consistent:
-                await applier.verify_leader()
+            else:
+                try:
+                    await self.leader_link.catch_up(opts.require_consistent)
+                except Exception as exc:
+                    if not is_local_leader(exc):
+                        raise
         leader = applier.leader_address()
         meta.known_leader = bool(leader)
         meta.last_contact_ms = 0 if applier.is_leader() else applier.last_contact_ms()

@@ -1,0 +1,148 @@
+"""A follower server's link to the leader (the forwarding half of Consul's agent/consul/rpc.go).
+
+Every write reaches the state as one Raft command, so a follower forwards the command itself:
+the leader applies it and answers with the FSM's result. Reads stay local but are made as
+fresh as a leader read with Raft's read-index rule: the follower asks the leader for its commit
+index (the leader first confirms its leadership with a quorum for `consistent` reads) and waits
+until it has applied that far, then answers from its own store, blocking queries included.
+While no leader is known, calls are held and retried up to `rpc_hold_timeout`, then fail with
+"No cluster leader".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from proconsul.errors import NoLeader, RPCError
+from proconsul.rpc.errors import CallFailed, ConnectFailed, RemoteError, is_no_leader
+from proconsul.structs.kvs import KVEntry
+
+#: internal methods on the server port
+FORWARD_APPLY = "Raft.ForwardApply"
+READ_INDEX = "Raft.ReadIndex"
+
+_KV_TAG = "__kv__"
+
+
+class LeaderRaft(Protocol):
+    def is_leader(self) -> bool: ...
+
+    def leader_address(self) -> str: ...
+
+    @property
+    def commit_index(self) -> int: ...
+
+    @property
+    def applied(self) -> int: ...
+
+    async def verify_leader(self) -> None: ...
+
+
+class Caller(Protocol):
+    async def rpc(self, addr: str, method: str, args: Any,
+                  timeout: float | None = None) -> Any: ...
+
+
+def encode_result(value: Any) -> Any:
+    """An FSM result as msgpack can carry it (KV entries inside txn results included)."""
+    if isinstance(value, KVEntry):
+        return {_KV_TAG: value.to_wire()}
+    if isinstance(value, tuple):
+        return {"__tuple__": [encode_result(v) for v in value]}
+    if isinstance(value, list):
+        return [encode_result(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode_result(v) for k, v in value.items()}
+    return value
+
+
+def decode_result(value: Any) -> Any:
+    if isinstance(value, dict):
+        if _KV_TAG in value and len(value) == 1:
+            return KVEntry.from_wire(value[_KV_TAG])
+        if "__tuple__" in value and len(value) == 1:
+            return tuple(decode_result(v) for v in value["__tuple__"])
+        return {k: decode_result(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_result(v) for v in value]
+    return value
+
+
+class LeaderLink:
+    def __init__(self, raft: LeaderRaft, pool: Caller, hold_timeout: float = 7.0) -> None:
+        self.raft = raft
+        self.pool = pool
+        self.hold_timeout = hold_timeout
+
+    async def _call(self, method: str, args: dict[str, Any]) -> Any:
+        """Call the leader, holding while there is none (and while a new one settles)."""
+        started = time.monotonic()
+        last: BaseException = NoLeader()
+        while time.monotonic() - started <= self.hold_timeout:
+            if self.raft.is_leader():
+                raise _LocalLeader()
+            leader = self.raft.leader_address()
+            if leader:
+                try:
+                    return await self.pool.rpc(leader, method, args, self.hold_timeout)
+                except RemoteError as err:
+                    if not is_no_leader(err):
+                        raise RPCError(str(err)) from None
+                    last = NoLeader()
+                except (CallFailed, ConnectFailed) as err:
+                    last = err
+                    if method == FORWARD_APPLY and isinstance(err, CallFailed):
+                        # the command may have been applied: never send it twice
+                        raise RPCError(f"error forwarding to the leader: {err}") from None
+            await asyncio.sleep(0.05)
+        if isinstance(last, NoLeader):
+            raise last
+        raise RPCError(str(last))
+
+    async def apply(self, command: bytes, error_prefix: str = "") -> Any:
+        reply = await self._call(FORWARD_APPLY, {"Command": command, "Prefix": error_prefix})
+        return decode_result(reply.get("Result") if isinstance(reply, dict) else reply)
+
+    async def catch_up(self, consistent: bool) -> None:
+        """Wait until this follower has applied everything the leader had committed when
+        asked (the leader verifies its leadership first when `consistent`)."""
+        reply = await self._call(READ_INDEX, {"Consistent": consistent})
+        index = int(reply["Index"])
+        deadline = time.monotonic() + self.hold_timeout
+        while self.raft.applied < index:
+            if time.monotonic() > deadline:
+                raise RPCError("timed out waiting for the local state to reach the leader's")
+            await asyncio.sleep(0.002)
+
+
+class _LocalLeader(Exception):
+    """This server became the leader while holding a call: serve it locally."""
+
+
+def is_local_leader(exc: BaseException) -> bool:
+    return isinstance(exc, _LocalLeader)
+
+
+def register_forwarding(rpc: Any, server: Any, raft: LeaderRaft) -> None:
+    """The leader's side: apply a forwarded command, tell the commit index for a read."""
+
+    async def forward_apply(args: dict[str, Any]) -> dict[str, Any]:
+        if not raft.is_leader():
+            raise NoLeader()
+        command = args.get("Command")
+        if not isinstance(command, bytes | bytearray):
+            raise RPCError("forwarded command must be bytes")
+        result = await server.apply(bytes(command), str(args.get("Prefix") or ""))
+        return {"Result": encode_result(result)}
+
+    async def read_index(args: dict[str, Any]) -> dict[str, Any]:
+        if not raft.is_leader():
+            raise NoLeader()
+        if args.get("Consistent"):
+            await raft.verify_leader()
+        return {"Index": raft.commit_index}
+
+    rpc.register(FORWARD_APPLY, forward_apply)
+    rpc.register(READ_INDEX, read_index)
