@@ -75,6 +75,13 @@ def test_three_servers_two_clients_survive_leader_kill(cluster: Cluster) -> None
     assert all(wait_for(lambda a=a: leader_of(a) == leader, 30, "same leader") for a in servers)
     peers = client(servers[1]).status.peers()
     assert sorted(peers) == sorted(f"127.0.0.1:{rpc}" for _, rpc in cluster.ports)
+    # a client answers this from the servers' last reply, refreshed on each call
+    raft = wait_for(lambda: (r := client(c0).operator.raft_config()) and
+                    [s["Address"] for s in r["Servers"] if s["Leader"]] == [leader] and
+                    {s["Node"] for s in r["Servers"]} == {"s0", "s1", "s2"} and r,
+                    30, "raft configuration through a client")
+    assert sorted(s["Address"] for s in raft["Servers"]) == sorted(peers)
+    assert all(s["Voter"] for s in raft["Servers"])
 
     # writes through either client are read through every agent
     assert client(c0).kv.put("k/one", "1") is True

@@ -9,11 +9,13 @@ the server and moves on to another when one stops answering.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from proconsul.agent.rpc_backend import RPCBackend
 from proconsul.config.runtime import RuntimeConfig
+from proconsul.errors import ProconsulError
 from proconsul.gossip.serf.config import SerfMember
 from proconsul.gossip.serf.events import EventType, MemberEvent
 from proconsul.gossip.serf.messages import STATUS_ALIVE
@@ -43,6 +45,7 @@ class ClientRuntime:
             events=agent.user_events,  # type: ignore[arg-type]
             keyring=agent.keyring, disable_coordinates=cfg.disable_coordinates,
             max_query_time=cfg.max_query_time, default_query_time=cfg.default_query_time)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, lan: Serf) -> None:
         for member in lan.member_list():
@@ -70,11 +73,24 @@ class ClientRuntime:
             return
         log.info("client: adding server: server=%s", info)
         self.servers.add_server(info)
+        # the synchronous views (leader, peers, datacenters) answer from the last reply:
+        # ask now, so the first HTTP caller does not see "No known Consul servers"
+        task = asyncio.get_running_loop().create_task(self._refresh_views())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh_views(self) -> None:
+        try:
+            await self.backend.view.refresh()
+        except ProconsulError as exc:
+            log.debug("client: refreshing server views failed: error=%s", exc)
 
     def known_servers(self) -> int:
         return self.servers.num_servers()
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         await self.backend.close()
         await self.servers.stop()
         await self.pool.shutdown()

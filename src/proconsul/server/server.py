@@ -228,15 +228,28 @@ class Server:
 
     def raft_configuration(self) -> dict[str, Any]:
         leader = self.applier.leader_address()
+        get_configuration = getattr(self.applier, "get_configuration", None)
+        if get_configuration is None:
+            servers = [
+                {
+                    "ID": self.node_id, "Node": self.node_name, "Address": addr,
+                    "Leader": addr == leader, "Voter": True, "ProtocolVersion": "3",
+                    "LastIndex": self.applier.last_index(),
+                }
+                for addr in self.applier.peers()
+            ]
+            return {"Servers": servers, "Index": self.applier.last_index()}
+        conf, index = get_configuration()
+        names = {n.id: n.node for n in self.store.nodes.values() if n.id}
         servers = [
             {
-                "ID": self.node_id, "Node": self.node_name, "Address": addr,
-                "Leader": addr == leader, "Voter": True, "ProtocolVersion": "3",
-                "LastIndex": self.applier.last_index(),
+                "ID": s.id, "Node": names.get(s.id, ""), "Address": s.address,
+                "Leader": s.address == leader, "Voter": s.voter, "ProtocolVersion": "3",
+                "LastIndex": self.applier.last_index() if s.address == leader else 0,
             }
-            for addr in self.applier.peers()
+            for s in conf.servers
         ]
-        return {"Servers": servers, "Index": self.applier.last_index()}
+        return {"Servers": servers, "Index": index}
 
     async def _reap_tombstones(self, index: int) -> None:
         await self.apply(encode(MessageType.TOMBSTONE, {"Op": "reap", "ReapIndex": index}))
