@@ -188,10 +188,12 @@ def test_our_agent_retry_joins_encrypted_pool_and_leaves(tmp_path: Path,
 def test_sigterm_leaves_only_with_leave_on_terminate(tmp_path: Path,
                                                      serfs: list[SerfProcess]) -> None:
     serfs.append(start_serf("t1", tmp_path, {"role": "serf"}))
-    quiet = AgentProcess(tmp_path, ["-node=quiet", f"-join={serfs[0].addr}"]).start()
+    quiet = AgentProcess(tmp_path, ["-node=quiet", f"-join={serfs[0].addr}"])
     polite = AgentProcess(tmp_path, ["-node=polite", f"-join={serfs[0].addr}",
-                                     "-hcl", "leave_on_terminate = true"]).start()
+                                     "-hcl", "leave_on_terminate = true"])
     try:
+        quiet.start(timeout=60)
+        polite.start(timeout=60)
         for name in ("quiet", "polite"):
             wait_for(lambda n=name: serfs[0].status_of(n) == "alive", 30, f"{name} joined")
         # a server's default is to stop without leaving: its peers see it fail

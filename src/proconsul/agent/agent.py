@@ -213,6 +213,7 @@ class Agent:
         if self.server_rt is not None:
             assert self.server is not None
             rt = self.server_rt
+            rt.lan_members = self.gossip.lan.member_list
             self.reconciler = MemberReconciler(self.server, self.gossip.lan.member_list,
                                                ensure_peer=rt.ensure_peer,
                                                remove_peer=rt.remove_peer)

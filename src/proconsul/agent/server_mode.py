@@ -83,6 +83,8 @@ class ServerRuntime:
         #: called with True when this server takes up the leader's duties, False when it
         #: gives them up (the member reconciler hangs here)
         self.leader_hooks: list[LeaderHook] = []
+        #: the LAN pool's members (set once gossip runs)
+        self.lan_members: Callable[[], list[SerfMember]] = list
         self._bootstrapped = False
         self._leading = False
         self._transitions: asyncio.Queue[bool] = asyncio.Queue()
@@ -249,15 +251,23 @@ class ServerRuntime:
             return
         if not raft.is_leader() or not info.id:
             return
+        if info.bootstrap:
+            for other in self.lan_members():
+                peer = server_from_tags(other.name, address_text(other.addr), other.tags)
+                if peer is not None and other.name != member.name and peer.bootstrap:
+                    log.error("Two nodes are in bootstrap mode. Only one node should be in "
+                              "bootstrap mode, not adding Raft peer.: node_id=%s other=%s",
+                              info.id, other.name)
+                    return
         conf, _ = raft.get_configuration()
         known = conf.get(info.id)
         if known is not None and known.address == info.addr:
             return
         if known is None:
-            for other in conf.servers:
-                if other.address == info.addr:
+            for stale in conf.servers:
+                if stale.address == info.addr:
                     # the same address under an old ID: a server that was rebuilt
-                    await raft.remove_server(other.id)
+                    await raft.remove_server(stale.id)
         log.info("Adding LAN server: server=%s", info)
         await raft.add_voter(info.id, info.addr)
 
