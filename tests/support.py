@@ -116,7 +116,7 @@ class AgentProcess:
             return ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
-        if self.proc is None or self.log.closed and self.proc.returncode is not None:
+        if self.proc is None or (self.log.closed and self.proc.returncode is not None):
             return self.proc.returncode if self.proc is not None else None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
