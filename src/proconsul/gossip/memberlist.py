@@ -5,7 +5,9 @@ Packets are decoded on arrival; pings, acks and nacks are answered at once, whil
 (high priority) and suspect/dead/user messages (low priority) go through two bounded LIFO
 queues drained in one loop callback, so a flood can cost dropped news but never a blocked
 receive path, and the newest news is handled first. Timers (probe, gossip, push/pull) are loop
-callbacks with random initial stagger, so many nodes in one process do not beat in step.
+callbacks on shared beats (ticker.py) with a random first beat: the nodes of one process wake
+it together a few times per interval instead of each on its own, and still do not all beat in
+step.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class Memberlist(Probing):
         self.ack_handlers = {}
         self.probe_index = 0
         self.probe_handle = None
+        self.probe_due = 0.0
         self.current_probe = None
         self.tasks = set()
         self.push_pull_requests = 0

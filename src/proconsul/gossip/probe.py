@@ -27,6 +27,7 @@ from proconsul.gossip.messages import (
 )
 from proconsul.gossip.pushpull import Streams
 from proconsul.gossip.state import NodeState, address_bytes, address_text
+from proconsul.gossip.ticker import on_beat
 from proconsul.gossip.transport import Address
 
 __all__ = ["AckHandler", "Probe", "Probing"]
@@ -157,6 +158,8 @@ class Probing(Streams):
     ack_handlers: dict[int, AckHandler]
     probe_index: int
     probe_handle: asyncio.TimerHandle | None
+    #: when the pending (or running) probe was due, on the probe beats
+    probe_due: float
     current_probe: Probe | None
     tasks: set[asyncio.Task[object]]
 
@@ -222,8 +225,14 @@ class Probing(Streams):
     # -- the probe cycle -----------------------------------------------------------------------
 
     def schedule_probe(self, delay: float) -> None:
+        """Probe at the first probe beat `delay` seconds or more from now."""
+        self._arm_probe(self.now() + delay)
+
+    def _arm_probe(self, at: float) -> None:
+        # on beats (see ticker.py), so the probes of the nodes sharing a loop wake it together
         if not self.shut:
-            self.probe_handle = self.loop.call_later(delay, self.probe)
+            self.probe_due = on_beat(at, self.config.probe_interval)
+            self.probe_handle = self.loop.call_at(self.probe_due, self.probe)
 
     def probe(self) -> None:
         """Probe the next node in the round-robin order (memberlist probe)."""
@@ -246,7 +255,7 @@ class Probing(Streams):
             target = node
             break
         if target is None:
-            self.schedule_probe(self.config.probe_interval)
+            self._arm_probe(self.probe_due + self.config.probe_interval)
             return
         self.probe_node(target)
 
@@ -278,9 +287,8 @@ class Probing(Streams):
             self.current_probe = None
         if self.shut:
             return
-        # the next probe one interval after this one started, or now if it ran over
-        delay = max(0.0, probe.started + self.config.probe_interval - self.now())
-        self.schedule_probe(delay)
+        # the next probe one interval after this one was due, or at the next beat if it ran over
+        self._arm_probe(max(self.probe_due + self.config.probe_interval, self.now()))
 
     # -- answering -----------------------------------------------------------------------------
 
