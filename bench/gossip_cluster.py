@@ -140,7 +140,9 @@ class Plan:
         return 3 + n / 50
 
     def converge_runs_for(self, n: int) -> int:
-        return self.converge_runs or (5 if n <= 50 else 1)
+        # a small cluster converges in one or two gossip rounds (0.2 s each), so its time is
+        # mostly which round: many cheap runs; a large one is dominated by the joins themselves
+        return self.converge_runs or (9 if n <= 20 else 5 if n <= 50 else 1)
 
     def extra_run_limit(self, n: int) -> float:
         """How long a convergence-only run waits: the gossip epidemic either reaches every
@@ -679,7 +681,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
     parser.add_argument("--converge-timeout", type=float, default=0.0,
                         help="convergence bound, s (0: 20 + 0.35 N)")
     parser.add_argument("--converge-runs", type=int, default=0,
-                        help="join cycles per side (0: 5 up to 50 nodes, else 1)")
+                        help="join cycles per side (0: 9 up to 20 nodes, 5 up to 50, else 1)")
     parser.add_argument("--join-window", type=int, default=1,
                         help="joins in flight at once (1: one after another; N: one burst)")
     parser.add_argument("--kills", type=int, default=0,

@@ -8,23 +8,23 @@ Consul's LAN pool settings (`consul_pool` over `consul_lan`: memberlist's LAN ti
 coordinates on, no snapshot, no encryption — what a `serf agent` runs by default. They start
 unjoined; the orchestrator drives them through JSON lines on stdin:
 
-    {"cmd": "join", "seed": "127.0.0.1:PORT", "node": NAME}   that node joins the seed
-    {"cmd": "kill", "node": NAME}               close that node hard: no leave, sockets shut
-    {"cmd": "stats"}                            per-node member counts and log-message counts
-    {"cmd": "profile", "seconds": S, "path": P} cProfile the worker for S seconds into file P
-    {"cmd": "stop"}                             shut every node down and exit
+    {"cmd": "join", "seed": "127.0.0.1:PORT", "node": A}  A joins the seed
+    {"cmd": "kill", "node": A}                   close A hard: no leave, sockets shut
+    {"cmd": "stats"}                             per-node member counts, log-message counts
+    {"cmd": "profile", "seconds": S, "path": P}  cProfile the worker for S seconds into P
+    {"cmd": "stop"}                              shut every node down and exit
 
 and reads what the nodes see as JSON lines on stdout, each stamped with `time.monotonic()`
 (one clock for every process on the machine):
 
     {"ev": "ready", "pid": P, "nodes": [[name, port], ...]}
-    {"ev": "joined", "t": T, "node": A, "error": TEXT}           A's join returned (error "" or why)
-    {"ev": "converged", "t": T, "node": A}                      A sees all N members alive
-    {"ev": "failed", "t": T, "node": A, "member": B}            A marks B failed (serf event)
-    {"ev": "suspect", "t": T, "node": A, "member": B}           A's own probe of B failed
-    {"ev": "refute", "t": T, "node": A}                         A refuted a suspicion of itself
+    {"ev": "joined", "t": T, "node": A, "error": TEXT}    A's join returned ("" or why not)
+    {"ev": "converged", "t": T, "node": A}                A sees all N members alive
+    {"ev": "failed", "t": T, "node": A, "member": B}      A marks B failed (serf event)
+    {"ev": "suspect", "t": T, "node": A, "member": B}     A's own probe of B failed
+    {"ev": "refute", "t": T, "node": A}                   A refuted a suspicion of itself
     {"ev": "killed", "t": T, "node": A}
-    {"ev": "stats", ...}
+    {"ev": "stats", ...} and {"ev": "profiled", "path": P}
 
 "suspect" and "refute" are taken where memberlist logs "Suspect %s has failed, no acks received"
 and "Refuting a suspect message", the same lines a serf agent prints at INFO and WARN, so both
