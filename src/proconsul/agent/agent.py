@@ -51,10 +51,6 @@ from proconsul.state.coordinate import coord_to_api
 
 log = logging.getLogger("proconsul")
 
-#: Serf's protocol range this agent reports for itself (memberlist protocol 2..5).
-PROTOCOL_MIN, PROTOCOL_MAX, PROTOCOL_CUR = 1, 5, 2
-DELEGATE_MIN, DELEGATE_MAX, DELEGATE_CUR = 2, 5, 4
-
 Reloader = Callable[[], RuntimeConfig]
 
 
@@ -444,15 +440,8 @@ class Agent:
     # -- views for the HTTP layer -------------------------------------------------------------
 
     def member(self) -> dict[str, Any]:
-        cfg = self.config
-        if self.gossip is not None:
-            return self.gossip.local_member()
-        return {
-            "Name": cfg.node_name, "Addr": self.advertise, "Port": cfg.ports.serf_lan,
-            "Tags": self.tags(), "Status": 1,
-            "ProtocolMin": PROTOCOL_MIN, "ProtocolMax": PROTOCOL_MAX, "ProtocolCur": PROTOCOL_CUR,
-            "DelegateMin": DELEGATE_MIN, "DelegateMax": DELEGATE_MAX, "DelegateCur": DELEGATE_CUR,
-        }
+        assert self.gossip is not None, "start() joins the pools before the API serves"
+        return self.gossip.local_member()
 
     def tags(self) -> dict[str, str]:
         cfg = self.config
@@ -472,15 +461,8 @@ class Agent:
         return tags
 
     def members(self, wan: bool, segment: str = "") -> list[dict[str, Any]]:
-        if self.gossip is not None:
-            return self.gossip.members(wan, segment)
-        member = self.member()
-        if wan:
-            if not self.config.server:
-                return []
-            member = {**member, "Name": f"{self.node_name}.{self.datacenter}",
-                      "Port": self.config.ports.serf_wan}
-        return [member]
+        assert self.gossip is not None, "start() joins the pools before the API serves"
+        return self.gossip.members(wan, segment)
 
     def stats(self) -> dict[str, dict[str, str]]:
         if self.server is not None:

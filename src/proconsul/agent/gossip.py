@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import replace
@@ -345,7 +344,3 @@ class GossipPools:
 
 def _go_seconds(seconds: float) -> str:
     return f"{seconds:g}"
-
-
-def data_path(data_dir: str) -> Path:
-    return Path(os.path.abspath(data_dir))
