@@ -92,8 +92,9 @@ def test_clients_forward_everything_to_the_server(cluster: list[AgentProcess]) -
     # sessions and the CLI work through a client
     sid = client(c1).session.create(name="lock", node="c1")
     assert client(c2).kv.put("locks/a", "held", acquire=sid) is True
-    members = run_cli(["members"], c1.http_addr).stdout.decode()
-    assert all(name in members for name in ("srv", "c1", "c2"))
+    # c1 learns of c2 by gossip (both joined through the server), so it may take a moment
+    wait_for(lambda: all(name in run_cli(["members"], c1.http_addr).stdout.decode()
+                         for name in ("srv", "c1", "c2")), 30, "c1 lists every member")
     stats = client(c1).agent.self()["Stats"]["consul"]
     assert stats["server"] == "false" and stats["known_servers"] == "1"
 
