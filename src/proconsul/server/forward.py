@@ -101,6 +101,11 @@ class LeaderLink:
             raise last
         raise RPCError(str(last))
 
+    async def call(self, method: str, args: dict[str, Any]) -> Any:
+        """Any leader-only RPC (operator calls): raises `_LocalLeader` (see
+        `is_local_leader`) when this server leads by now and should serve it itself."""
+        return await self._call(method, args)
+
     async def apply(self, command: bytes, error_prefix: str = "") -> Any:
         reply = await self._call(FORWARD_APPLY, {"Command": command, "Prefix": error_prefix})
         return decode_result(reply.get("Result") if isinstance(reply, dict) else reply)
