@@ -72,6 +72,8 @@ class Backend:
         assert agent.user_events is not None, "the agent builds its pools before its API"
         self.events = agent.user_events
         self.keyring = agent.keyring
+        assert server.operator is not None, "a server agent's runtime builds its operator"
+        self.operator = server.operator
 
 
 class Agent:

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from proconsul.agent.rpc_operator import RPCOperator
 from proconsul.errors import RPCError
 from proconsul.gossip.serf.coordinate import Coordinate
 from proconsul.http.backend import AgentBackend, LocalAgentBackend
@@ -261,9 +262,6 @@ class RPCStatus:
     def peers(self) -> list[str]:
         return [str(p) for p in self.view.get("Status.Peers") or ()]
 
-    def raft_configuration(self) -> dict[str, Any]:
-        return dict(self.view.get("Operator.RaftGetConfiguration"))
-
 
 class RPCSnapshot:
     def __init__(self, client: RPCClient) -> None:
@@ -318,8 +316,8 @@ class ServerView:
     refresh, so the next caller sees what the servers say by then; nothing is polled while
     nobody asks."""
 
-    METHODS = ("Status.Leader", "Status.Peers", "Operator.RaftGetConfiguration",
-               "Catalog.ListDatacenters", "Coordinate.ListDatacenters")
+    METHODS = ("Status.Leader", "Status.Peers", "Catalog.ListDatacenters",
+               "Coordinate.ListDatacenters")
 
     def __init__(self, client: RPCClient) -> None:
         self.c = client
@@ -391,6 +389,7 @@ class RPCBackend:
         self.local = local
         self.events = events
         self.keyring = keyring
+        self.operator = RPCOperator(self.client)
 
     async def start(self) -> None:
         """Fill the synchronous views once, before the API serves."""

@@ -7,7 +7,9 @@ once. With `bootstrap_expect = N`, servers wait until the LAN pool shows N serve
 datacenter expecting N, then bootstrap together with that configuration (the same on each, so
 they agree); a server with existing Raft state never bootstraps again. The leader keeps Raft's
 membership in step with gossip: an alive server of the datacenter is added as a voter, one
-that left or was reaped is removed.
+that left or was reaped is removed. A server joining an existing cluster enters as a non-voter;
+autopilot (server/autopilot.py) promotes it once it has been healthy for the stabilization
+time, and removes servers that failed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from proconsul.config.runtime import RuntimeConfig
 from proconsul.errors import ProconsulError
 from proconsul.gossip.serf.config import SerfMember
 from proconsul.gossip.serf.events import EventType, MemberEvent
-from proconsul.gossip.serf.messages import STATUS_ALIVE
+from proconsul.gossip.serf.messages import (
+    STATUS_ALIVE,
+    STATUS_FAILED,
+    STATUS_LEAVING,
+    STATUS_LEFT,
+)
 from proconsul.gossip.state import address_text
 from proconsul.raft.cluster import Raft, has_existing_state
 from proconsul.raft.config import Config as RaftSettings
@@ -41,10 +48,13 @@ from proconsul.rpc.pool import ConnPool
 from proconsul.rpc.router import ServerInfo, server_from_tags
 from proconsul.rpc.server import RPCServer
 from proconsul.rpc.types import RPCType
+from proconsul.server.autopilot import Autopilot, KnownServer
 from proconsul.server.forward import LeaderLink, register_forwarding
 from proconsul.server.fsm import FSM
+from proconsul.server.operator_endpoint import OperatorEndpoint
 from proconsul.server.rpc_endpoints import register_endpoints
 from proconsul.server.server import Server
+from proconsul.state.autopilot import AutopilotConfig
 
 if TYPE_CHECKING:
     from proconsul.agent.datadir import DataDir
@@ -52,6 +62,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("proconsul.server")
 
 LeaderHook = Callable[[bool], Awaitable[None]]
+
+#: serf member status as autopilot names it
+_STATUS = {STATUS_ALIVE: "alive", STATUS_LEAVING: "leaving", STATUS_LEFT: "left",
+           STATUS_FAILED: "failed"}
 
 
 async def raft_stores(data_dir: DataDir | None) -> tuple[LogStore, StableStore, SnapshotStore]:
@@ -79,6 +93,8 @@ class ServerRuntime:
         self.transport: NetworkTransport | InmemTransport | None = None
         self.server: Server | None = None
         self.rpc_server: RPCServer | None = None
+        self.autopilot: Autopilot | None = None
+        self.operator: OperatorEndpoint | None = None
         self.pool = ConnPool()
         #: called with True when this server takes up the leader's duties, False when it
         #: gives them up (the member reconciler hangs here)
@@ -130,6 +146,20 @@ class ServerRuntime:
         self.server = server
         await server.start(lead=False)
         server.leader_link = LeaderLink(raft, self.pool, cfg.performance.rpc_hold_timeout)
+        ap = cfg.autopilot
+        defaults = AutopilotConfig(
+            cleanup_dead_servers=ap.cleanup_dead_servers,
+            last_contact_threshold=ap.last_contact_threshold,
+            max_trailing_logs=ap.max_trailing_logs, min_quorum=ap.min_quorum,
+            server_stabilization_time=ap.server_stabilization_time,
+            redundancy_zone_tag=ap.redundancy_zone_tag,
+            disable_upgrade_migration=ap.disable_upgrade_migration,
+            upgrade_version_tag=ap.upgrade_version_tag)
+        self.operator = OperatorEndpoint(server, raft, None, defaults)
+        self.autopilot = Autopilot(raft, self.operator.current_config, self.known_servers,
+                                   self._fetch_stats)
+        self.operator.autopilot = self.autopilot
+        server.operator = self.operator
         self.rpc_server = RPCServer()
         register_endpoints(self.rpc_server, server)
         register_forwarding(self.rpc_server, server, raft)
@@ -173,11 +203,17 @@ class ServerRuntime:
                 log.info("New leader elected: payload=%s", self.cfg.node_name)
                 try:
                     await self.server.establish_leadership()
+                    if self.operator is not None:
+                        await self.operator.ensure_config()
                 except ProconsulError as exc:
                     log.error("failed to establish leadership: error=%s", exc)
+                if self.autopilot is not None:
+                    self.autopilot.start()
             else:
                 log.info("cluster leadership lost")
                 self.server.revoke_leadership()
+                if self.autopilot is not None:
+                    await self.autopilot.stop()
             self._leading = leading
             for hook in self.leader_hooks:
                 try:
@@ -269,7 +305,8 @@ class ServerRuntime:
                     # the same address under an old ID: a server that was rebuilt
                     await raft.remove_server(stale.id)
         log.info("Adding LAN server: server=%s", info)
-        await raft.add_voter(info.id, info.addr)
+        # a newcomer catches up as a non-voter; autopilot promotes it once it is stable
+        await raft.add_nonvoter(info.id, info.addr)
 
     async def remove_peer(self, member: SerfMember) -> None:
         """On the leader: a server that left or was reaped leaves the Raft configuration."""
@@ -285,7 +322,29 @@ class ServerRuntime:
         log.info("removing server by ID: id=%s", info.id)
         await raft.remove_server(info.id)
 
+    # -- autopilot ----------------------------------------------------------------------------
+
+    def known_servers(self) -> dict[str, KnownServer]:
+        """The servers of this datacenter gossip knows, by Raft ID (with the catalog's node
+        meta, which autopilot reports)."""
+        out: dict[str, KnownServer] = {}
+        nodes = self.server.store.nodes if self.server is not None else {}
+        for m in self.lan_members():
+            info = server_from_tags(m.name, address_text(m.addr), m.tags)
+            if info is None or not info.id or info.datacenter != self.cfg.datacenter:
+                continue
+            node = nodes.get(m.name)
+            out[info.id] = KnownServer(info.id, m.name, info.addr, _STATUS.get(m.status, ""),
+                                       info.build, dict(node.meta) if node is not None else {})
+        return out
+
+    async def _fetch_stats(self, address: str, timeout: float) -> dict[str, Any]:
+        reply = await self.pool.rpc(address, "Status.RaftStats", {}, timeout)
+        return dict(reply) if isinstance(reply, dict) else {}
+
     async def stop(self) -> None:
+        if self.autopilot is not None:
+            await self.autopilot.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

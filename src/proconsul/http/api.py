@@ -11,6 +11,7 @@ from proconsul.http.coordinate import CoordinateHandlers
 from proconsul.http.event import EventHandlers
 from proconsul.http.health import HealthHandlers
 from proconsul.http.kv import KVHandlers
+from proconsul.http.operator import OperatorHandlers
 from proconsul.http.operator_keyring import OperatorKeyringHandlers
 from proconsul.http.session import SessionHandlers
 from proconsul.http.snapshot import SnapshotHandlers
@@ -31,4 +32,5 @@ def build_app(backend: Backend, app: APIApp) -> APIApp:
     SnapshotHandlers(app, backend.snapshot)
     EventHandlers(app, backend.events)
     OperatorKeyringHandlers(app, backend.keyring)
+    OperatorHandlers(app, backend.operator)
     return app

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from proconsul.gossip.serf.coordinate import Coordinate
 from proconsul.http.event import EventBackend
+from proconsul.http.operator import OperatorBackend
 from proconsul.http.operator_keyring import KeyringBackend
 from proconsul.state.catalog import HealthEntry, MetaFilter
 from proconsul.state.coordinate import CoordinateEntry, DatacenterMap
@@ -134,8 +135,6 @@ class StatusBackend(Protocol):
 
     def peers(self) -> list[str]: ...
 
-    def raft_configuration(self) -> dict[str, Any]: ...
-
 
 class AgentBackend(Protocol):
     node_name: str
@@ -230,3 +229,6 @@ class Backend(Protocol):
 
     @property
     def keyring(self) -> KeyringBackend: ...
+
+    @property
+    def operator(self) -> OperatorBackend: ...

@@ -22,6 +22,7 @@ class MessageType(enum.IntEnum):
     TOMBSTONE = 5
     COORDINATE_BATCH_UPDATE = 6
     TXN = 8
+    AUTOPILOT = 9
 
 
 #: The high bit marks a type a newer server may send that this one may skip (Consul's

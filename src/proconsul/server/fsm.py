@@ -16,6 +16,7 @@ import msgpack
 
 from proconsul.errors import CommandError, SnapshotError, StateError
 from proconsul.server.commands import IGNORE_UNKNOWN_FLAG, MessageType, decode
+from proconsul.state.autopilot import AutopilotConfig
 from proconsul.state.coordinate import CoordinateEntry
 from proconsul.state.store import Store
 from proconsul.state.txn_ops import run_kv_txn
@@ -40,6 +41,7 @@ class FSM:
             MessageType.TOMBSTONE: self._tombstone,
             MessageType.TXN: self._txn,
             MessageType.COORDINATE_BATCH_UPDATE: self._coordinate_batch_update,
+            MessageType.AUTOPILOT: self._autopilot,
         }
 
     def apply(self, index: int, command: bytes) -> Result:
@@ -155,6 +157,14 @@ class FSM:
         list sits under `Coordinates`, the field name of structs.IndexedCoordinates)."""
         entries = [CoordinateEntry.from_wire(m) for m in body.get("Coordinates") or ()]
         self.store.coordinate_batch_update(txn, entries)
+        return None
+
+    def _autopilot(self, txn: Any, body: dict[str, Any]) -> Result:
+        """An AutopilotSetConfigRequest: the CAS form answers whether it wrote."""
+        config = AutopilotConfig.from_wire(body.get("Config") or {})
+        if body.get("CAS"):
+            return self.store.autopilot_cas_config(txn, config.modify_index, config)
+        self.store.autopilot_set_config(txn, config)
         return None
 
     # -- snapshot / restore -----------------------------------------------------------------

@@ -20,11 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from proconsul.errors import RPCError
+from proconsul.state.autopilot import AutopilotConfig
 from proconsul.state.coordinate import coord_from_wire
 from proconsul.structs import wire as W
 
 if TYPE_CHECKING:
     from proconsul.rpc.server import RPCServer
+    from proconsul.server.operator_endpoint import OperatorEndpoint
     from proconsul.server.server import Server
 
 Args = Mapping[str, Any]
@@ -76,7 +78,15 @@ class RPCEndpoints:
             "Txn.Read": self.txn_read,
             "Status.Leader": self.status_leader,
             "Status.Peers": self.status_peers,
+            "Status.RaftStats": self.status_raft_stats,
             "Operator.RaftGetConfiguration": self.raft_configuration,
+            "Operator.RaftRemovePeerByID": self.raft_remove_peer,
+            "Operator.RaftRemovePeerByAddress": self.raft_remove_peer,
+            "Operator.RaftTransferLeader": self.raft_transfer_leader,
+            "Operator.AutopilotGetConfiguration": self.autopilot_get_configuration,
+            "Operator.AutopilotSetConfiguration": self.autopilot_set_configuration,
+            "Operator.ServerHealth": self.server_health,
+            "Operator.AutopilotState": self.autopilot_state,
             "Coordinate.Update": self.coordinate_update,
             "Coordinate.ListDatacenters": self.coordinate_list_datacenters,
             "Coordinate.ListNodes": self.coordinate_list_nodes,
@@ -246,8 +256,49 @@ class RPCEndpoints:
     async def status_peers(self, args: Args) -> list[str]:
         return self.srv.peers()
 
+    async def status_raft_stats(self, args: Args) -> dict[str, Any]:
+        """structs.RaftStats of this server, for the leader's autopilot."""
+        stats = self.srv.raft_stats()
+        return {"LastContact": stats.get("last_contact", "never"),
+                "LastTerm": int(stats.get("last_log_term", 0)),
+                "LastIndex": int(stats.get("last_log_index", 0))}
+
+    # -- Operator -----------------------------------------------------------------------------
+
+    def _operator(self) -> OperatorEndpoint:
+        op = self.srv.operator
+        if op is None:
+            raise RPCError("rpc: can't find method Operator (no Raft on this server)")
+        return op
+
     async def raft_configuration(self, args: Args) -> dict[str, Any]:
-        return self.srv.raft_configuration()
+        if self.srv.operator is None:
+            return self.srv.raft_configuration()
+        return await self.srv.operator.raft_configuration(W.query_from_wire(args))
+
+    async def raft_remove_peer(self, args: Args) -> dict[str, Any]:
+        self._write_dc(args)
+        await self._operator().remove_peer(_str(args, "ID"), _str(args, "Address"))
+        return {}
+
+    async def raft_transfer_leader(self, args: Args) -> dict[str, Any]:
+        return {"Success": await self._operator().transfer_leader(_str(args, "ID"))}
+
+    async def autopilot_get_configuration(self, args: Args) -> dict[str, Any]:
+        _, config = await self._operator().get_config(W.query_from_wire(args))
+        return config.to_wire()
+
+    async def autopilot_set_configuration(self, args: Args) -> bool:
+        self._write_dc(args)
+        config = AutopilotConfig.from_wire(args.get("Config") or {})
+        cas = config.modify_index if args.get("CAS") else None
+        return await self._operator().set_config(config, cas)
+
+    async def server_health(self, args: Args) -> dict[str, Any]:
+        return await self._operator().server_health()
+
+    async def autopilot_state(self, args: Args) -> dict[str, Any]:
+        return await self._operator().autopilot_state()
 
     # -- Coordinate ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from proconsul.server.coordinate_endpoint import CoordinateEndpoint
 from proconsul.server.forward import LeaderLink, is_local_leader
 from proconsul.server.health_endpoint import HealthEndpoint
 from proconsul.server.kvs_endpoint import KVSEndpoint
+from proconsul.server.operator_endpoint import OperatorEndpoint
 from proconsul.server.session_endpoint import SessionEndpoint
 from proconsul.server.snapshot_endpoint import SnapshotEndpoint
 from proconsul.server.tombstone_gc import TombstoneGC
@@ -85,6 +86,8 @@ class Server:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: how a follower reaches the leader (None: a lone server that is its own leader)
         self.leader_link: LeaderLink | None = None
+        #: Raft membership and autopilot by hand (set by the runtime that owns the Raft)
+        self.operator: OperatorEndpoint | None = None
 
     @property
     def store(self) -> Store:
@@ -225,6 +228,10 @@ class Server:
 
     def peers(self) -> list[str]:
         return self.applier.peers()
+
+    def raft_stats(self) -> dict[str, str]:
+        stats = getattr(self.applier, "stats", None)
+        return dict(stats()) if stats is not None else {}
 
     def raft_configuration(self) -> dict[str, Any]:
         leader = self.applier.leader_address()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sortedcontainers import SortedDict, SortedList
 
+from proconsul.state.autopilot import AutopilotConfig, AutopilotTable
 from proconsul.state.catalog import CatalogTables
 from proconsul.state.coordinate import CoordinateEntry, CoordinateSet, CoordinateTable
 from proconsul.state.kvs import KVSTable
@@ -27,7 +28,7 @@ from proconsul.structs.session import Session
 DUMP_VERSION = 1
 
 
-class Store(KVSTable, SessionTable, CatalogTables, CoordinateTable):
+class Store(KVSTable, SessionTable, CatalogTables, CoordinateTable, AutopilotTable):
     """All replicated state of one server (or of a -dev agent)."""
 
     def __init__(self) -> None:
@@ -54,6 +55,8 @@ class Store(KVSTable, SessionTable, CatalogTables, CoordinateTable):
         self.checks_by_service: dict[tuple[str, str], set[str]] = {}
         # coordinates: node -> segment -> its latest Vivaldi coordinate
         self.coordinate_sets: dict[str, CoordinateSet] = {}
+        # the autopilot record (None until the first leader writes it)
+        self.autopilot_config: AutopilotConfig | None = None
 
     # -- indexes and watches ------------------------------------------------------------------
 
@@ -108,6 +111,8 @@ class Store(KVSTable, SessionTable, CatalogTables, CoordinateTable):
                 for c in self.checks.values()
             ],
             "Coordinates": [e.to_wire() for e in self.coordinates(None)[1]],
+            "Autopilot": (self.autopilot_config.to_wire()
+                          if self.autopilot_config is not None else None),
         }
 
     @classmethod
@@ -141,4 +146,6 @@ class Store(KVSTable, SessionTable, CatalogTables, CoordinateTable):
                 modify_index=int(m.get("ModifyIndex", 0))))
         for m in data.get("Coordinates", ()):
             s.restore_coordinate(CoordinateEntry.from_wire(m))
+        if data.get("Autopilot"):
+            s.autopilot_config = AutopilotConfig.from_wire(data["Autopilot"])
         return s
