@@ -23,8 +23,10 @@ from proconsul.rpc.pool import ConnPool
 from proconsul.rpc.router import ClientRPC, ServerInfo, ServerManager
 from proconsul.rpc.server import RPCServer
 from proconsul.server.fsm import FSM
+from proconsul.server.operator_endpoint import OperatorEndpoint
 from proconsul.server.rpc_endpoints import register_endpoints
 from proconsul.server.server import Server
+from proconsul.state.autopilot import AutopilotConfig
 
 NODE = "agent1"
 NODE_ID = "7f3a0c1e-5b2d-4c6e-9a8b-0d1e2f3a4b5c"
@@ -70,6 +72,8 @@ class DirectBackend:
         self.local = local
         self.events = local
         self.keyring = local
+        assert srv.operator is not None
+        self.operator = srv.operator
 
 
 def make_request(method: str, target: str, body: Any = None,
@@ -110,6 +114,7 @@ async def site(hold_timeout: float = 7.0, max_query_time: float = 600.0
     srv = Server(raft, NODE, NODE_ID, "dc1", "127.0.0.1", coordinate_update_period=3600.0,
                  max_query_time=max_query_time)
     await srv.start()
+    srv.operator = OperatorEndpoint(srv, raft, None, AutopilotConfig())
     rpc_server = RPCServer()
     register_endpoints(rpc_server, srv)
     await rpc_server.start("127.0.0.1", 0)

@@ -142,22 +142,28 @@ def test_snapshot_save_and_restore_over_rpc() -> None:
     run(main())
 
 
-def test_synchronous_views_refresh_and_report_lost_servers() -> None:
+def test_status_is_asked_per_call_and_views_report_lost_servers() -> None:
     async def main() -> None:
         async with site(hold_timeout=0.2) as s:
             leader = await s.call(s.remote, "GET", "/v1/status/leader")
             assert body_of(leader) == "127.0.0.1:8300"
             calls = s.caller.calls["Status.Leader"]
-            await s.backend.view.refresh("Status.Leader")
-            assert s.caller.calls["Status.Leader"] > calls
+            await s.call(s.remote, "GET", "/v1/status/leader")
+            assert s.caller.calls["Status.Leader"] == calls + 1
+            calls = s.caller.calls["Catalog.ListDatacenters"]
+            await s.backend.view.refresh("Catalog.ListDatacenters")
+            assert s.caller.calls["Catalog.ListDatacenters"] > calls
             await s.rpc_server.stop()
             await s.pool.shutdown()
-            # the answer in hand serves once more while a refresh runs; once the refresh has
-            # failed, the failure is what callers get
+            # with the server gone the status call fails at once
+            resp = await s.call(s.remote, "GET", "/v1/status/leader")
+            assert resp.status == 500 and resp.body.startswith(b"rpc error")
+            # the datacenter view serves the answer in hand once more while a refresh runs;
+            # once the refresh has failed, the failure is what callers get
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 20
             while True:
-                resp = await s.call(s.remote, "GET", "/v1/status/leader")
+                resp = await s.call(s.remote, "GET", "/v1/catalog/datacenters")
                 if resp.status != 200:
                     break
                 assert loop.time() < deadline, "the view never noticed the lost server"

@@ -253,14 +253,16 @@ class RPCTxn:
 
 
 class RPCStatus:
-    def __init__(self, view: ServerView) -> None:
-        self.view = view
+    """Asked of a server on every call, so a leader change shows in the next answer."""
 
-    def leader(self) -> str:
-        return str(self.view.get("Status.Leader"))
+    def __init__(self, client: RPCClient) -> None:
+        self.c = client
 
-    def peers(self) -> list[str]:
-        return [str(p) for p in self.view.get("Status.Peers") or ()]
+    async def leader(self) -> str:
+        return str(await self.c.read("Status.Leader", {}) or "")
+
+    async def peers(self) -> list[str]:
+        return [str(p) for p in await self.c.read("Status.Peers", {}) or ()]
 
 
 class RPCSnapshot:
@@ -316,8 +318,7 @@ class ServerView:
     refresh, so the next caller sees what the servers say by then; nothing is polled while
     nobody asks."""
 
-    METHODS = ("Status.Leader", "Status.Peers", "Catalog.ListDatacenters",
-               "Coordinate.ListDatacenters")
+    METHODS = ("Catalog.ListDatacenters", "Coordinate.ListDatacenters")
 
     def __init__(self, client: RPCClient) -> None:
         self.c = client
@@ -382,7 +383,7 @@ class RPCBackend:
         self.health = RPCHealth(self.client)
         self.session = RPCSession(self.client)
         self.txn = RPCTxn(self.client)
-        self.status = RPCStatus(self.view)
+        self.status = RPCStatus(self.client)
         self.snapshot = RPCSnapshot(self.client)
         self.coordinate = RPCCoordinate(self.client, self.view, disable_coordinates)
         self.agent = agent

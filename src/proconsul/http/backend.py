@@ -6,7 +6,7 @@ forwarder (client mode); handlers never import server/ or state/ themselves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
 from proconsul.gossip.serf.coordinate import Coordinate
@@ -131,9 +131,11 @@ class SnapshotBackend(Protocol):
 
 
 class StatusBackend(Protocol):
-    def leader(self) -> str: ...
+    """Answered at once by a server, awaited from a server by a client agent."""
 
-    def peers(self) -> list[str]: ...
+    def leader(self) -> str | Awaitable[str]: ...
+
+    def peers(self) -> list[str] | Awaitable[list[str]]: ...
 
 
 class AgentBackend(Protocol):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import inspect
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 from proconsul.http.app import APIApp
 from proconsul.http.params import check_enterprise_meta
@@ -10,6 +12,9 @@ from proconsul.http.request import Request, Response
 
 if TYPE_CHECKING:
     from proconsul.http.backend import StatusBackend
+
+
+T = TypeVar("T")
 
 
 class StatusHandlers:
@@ -21,8 +26,15 @@ class StatusHandlers:
 
     async def leader(self, req: Request) -> Response:
         check_enterprise_meta(req)
-        return self.app.json(req, self.status.leader())
+        return self.app.json(req, await _value(self.status.leader()))
 
     async def peers(self, req: Request) -> Response:
         check_enterprise_meta(req)
-        return self.app.json(req, self.status.peers())
+        return self.app.json(req, await _value(self.status.peers()))
+
+
+async def _value(answer: T | Awaitable[T]) -> T:
+    """A server answers from its own Raft at once; a client agent asks a server."""
+    if inspect.isawaitable(answer):
+        return await answer
+    return answer
