@@ -77,7 +77,7 @@ def test_three_servers_two_clients_survive_leader_kill(cluster: Cluster) -> None
     assert all(wait_for(lambda a=a: leader_of(a) == leader, 30, "same leader") for a in servers)
     peers = client(servers[1]).status.peers()
     assert sorted(peers) == sorted(f"127.0.0.1:{rpc}" for _, rpc in cluster.ports)
-    # a client answers this from the servers' last reply, refreshed on each call
+    # a client asks a server (which forwards to the leader) on every call
     raft = wait_for(lambda: (r := client(c0).operator.raft_config()) and
                     [s["Address"] for s in r["Servers"] if s["Leader"]] == [leader] and
                     {s["Node"] for s in r["Servers"]} == {"s0", "s1", "s2"} and r,
