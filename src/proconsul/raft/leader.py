@@ -3,12 +3,15 @@ api.go): the write path, commitment, the lease, membership changes, leadership t
 barriers, leadership verification and user restores.
 
 Write path: callers queue entries; one writer task takes everything queued (up to
-max_apply_batch), gives it consecutive indexes in the current term and appends it to the
-leader's own log with one durable write, then wakes the replicators. Entries that arrive while
-a write is in flight go out together in the next one, so concurrent callers share fsyncs here
-and AppendEntries requests on the followers. An entry is committed once it is durable on a
-quorum of voters and belongs to the leader's term or precedes one that does; each caller is
-answered when its entry is committed and applied to the FSM.
+max_apply_batch), gives it consecutive indexes in the current term, wakes the replicators and
+appends the batch to the leader's own log with one durable write. The replicators send the batch
+from memory while the leader's sync is in flight (Raft dissertation §10.2.1), so a write costs
+the slower of the leader's sync and a follower's round trip with its sync, not their sum.
+Entries that arrive while a write is in flight go out together in the next one, so concurrent
+callers share fsyncs here and AppendEntries requests on the followers. An entry is committed
+once it is durable on a quorum of voters, the leader included (so the leader applies only
+entries its own log holds), and belongs to the leader's term or precedes one that does; each
+caller is answered when its entry is committed and applied to the FSM.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class Leadership(RaftCore[F]):
         self._verifications: set[Verification] = set()
         self._leader_term = 0
         self._writer: asyncio.Task[None] | None = None
+        #: the batch being appended to the leader's own log: replicators read it from here
+        #: until the log store holds it durably
+        self._unsynced: list[Log] = []
         self._transfer_in_progress = False
         self._config_lock = asyncio.Lock()
 
@@ -185,7 +191,9 @@ class Leadership(RaftCore[F]):
         if not matches:
             return
         matches.sort(reverse=True)
-        quorum_match = matches[len(matches) // 2]
+        # followers may hold entries the leader's own sync has not finished yet; commit no
+        # further than the leader's durable log, which is what the FSM is applied from
+        quorum_match = min(matches[len(matches) // 2], own)
         if quorum_match >= self._start_index:
             self._advance_commit(quorum_match)
 
@@ -232,6 +240,9 @@ class Leadership(RaftCore[F]):
                 if pending.configuration is not None:
                     self._set_latest(pending.configuration, index)
                     reconfigured = True
+            self._unsynced = entries
+            for rep in self._replicators.values():
+                rep.trigger()
             try:
                 await self.logs.store_logs(entries)
             except (StorageError, ValueError) as err:
@@ -244,14 +255,38 @@ class Leadership(RaftCore[F]):
                     self._set_latest(self.committed, self.committed_index)
                 self._set_state(RaftState.FOLLOWER)
                 return
+            finally:
+                self._unsynced = []
             self._last_cache = (index, term)
         if not self._leading(term):
             return
         if reconfigured:
             self._start_stop_replication()
         self._update_commit()
-        for rep in self._replicators.values():
-            rep.trigger()
+        if reconfigured:
+            for rep in self._replicators.values():
+                rep.trigger()
+
+    # -- what the replicators read: the durable log and the batch being synced ---------------
+
+    def appended_last(self) -> int:
+        """Index of the newest entry the leader has appended, durable or still syncing."""
+        unsynced = self._unsynced
+        return unsynced[-1].index if unsynced else self.last_log()[0]
+
+    def appended_entry(self, index: int) -> Log:
+        """The entry at `index`, from the batch being synced or the log store."""
+        unsynced = self._unsynced
+        if unsynced and unsynced[0].index <= index:
+            return unsynced[index - unsynced[0].index]
+        return self.logs.get_log(index)
+
+    def appended_term(self, index: int) -> int:
+        """term_at, covering the batch being synced."""
+        unsynced = self._unsynced
+        if unsynced and unsynced[0].index <= index:
+            return unsynced[index - unsynced[0].index].term
+        return self.term_at(index)
 
     # -- leader operations --------------------------------------------------------------------
 

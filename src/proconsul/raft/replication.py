@@ -24,7 +24,7 @@ from proconsul.raft.config import Config
 from proconsul.raft.configuration import Configuration, Server
 from proconsul.raft.core import random_timeout, wait_event
 from proconsul.raft.errors import TransportError
-from proconsul.raft.log import LogStore
+from proconsul.raft.log import Log, LogStore
 from proconsul.raft.snapshot import SnapshotStore
 from proconsul.raft.transport import (
     AppendEntriesRequest,
@@ -62,9 +62,18 @@ class ReplicationHost(Protocol):
 
     def header(self) -> RPCHeader: ...
 
-    def last_log(self) -> tuple[int, int]: ...
+    def appended_last(self) -> int:
+        """The newest entry's index, including a batch whose sync on the leader is still in
+        flight (followers may store it first)."""
+        ...
 
-    def term_at(self, index: int) -> int: ...
+    def appended_entry(self, index: int) -> Log:
+        """The entry at `index`; raises LogNotFound when it was compacted."""
+        ...
+
+    def appended_term(self, index: int) -> int:
+        """The term of the entry at `index`; raises LogNotFound when it was compacted."""
+        ...
 
     def replication_progress(self, replicator: Replicator) -> None:
         """`replicator.match_index` moved forward."""
@@ -154,9 +163,9 @@ class Replicator:
         """The next request; raises LogNotFound when its entries were compacted away."""
         host = self.host
         prev = self.next_index - 1
-        prev_term = host.term_at(prev)
+        prev_term = host.appended_term(prev)
         upto = min(last, prev + host.config.max_append_entries)
-        get_log = host.logs.get_log
+        get_log = host.appended_entry
         entries = [get_log(index) for index in range(prev + 1, upto + 1)]
         return AppendEntriesRequest(
             host.header(), self.term, host.address, prev, prev_term, entries,
@@ -176,7 +185,7 @@ class Replicator:
         """One-at-a-time replication until the follower has everything (or a failure)."""
         host = self.host
         while not self.stopped:
-            last, _ = host.last_log()
+            last = host.appended_last()
             if not self._pending(last):
                 return
             try:
@@ -231,7 +240,7 @@ class Replicator:
         try:
             while not self.stopped and not decoder.done():
                 self._trigger.clear()
-                last, _ = host.last_log()
+                last = host.appended_last()
                 while self._pending(last) and not decoder.done():
                     try:
                         req = self._request(last)
