@@ -153,29 +153,29 @@ class OperatorEndpoint:
             "CAS": cas is not None}))
         return True if cas is None else bool(result)
 
-    def _leader_state(self) -> State | None:
-        return self.autopilot.state if self.autopilot is not None else None
+    async def _leader_view(self, method: str) -> tuple[dict[str, Any] | None, State | None]:
+        """The leader's answer when it is elsewhere, else (None, this leader's state)."""
+        forwarded, reply = await self._on_leader(method, {})
+        if forwarded:
+            return dict(reply), None
+        if not self.raft.is_leader():
+            raise RPCError("No cluster leader")
+        return None, self.autopilot.state if self.autopilot is not None else None
 
     async def server_health(self) -> dict[str, Any]:
         """api.OperatorHealthReply from the leader's autopilot (all-unhealthy and empty
         before its first round, as Consul answers then)."""
-        forwarded, reply = await self._on_leader(SERVER_HEALTH, {})
-        if forwarded:
-            return dict(reply)
-        if not self.raft.is_leader():
-            raise RPCError("No cluster leader")
-        state = self._leader_state()
+        reply, state = await self._leader_view(SERVER_HEALTH)
+        if reply is not None:
+            return reply
         if state is None:
             return {"Healthy": False, "FailureTolerance": 0, "Servers": None}
         return state.to_health()
 
     async def autopilot_state(self) -> dict[str, Any]:
-        forwarded, reply = await self._on_leader(AUTOPILOT_STATE, {})
-        if forwarded:
-            return dict(reply)
-        if not self.raft.is_leader():
-            raise RPCError("No cluster leader")
-        state = self._leader_state()
+        reply, state = await self._leader_view(AUTOPILOT_STATE)
+        if reply is not None:
+            return reply
         if state is None:
             raise RPCError("Autopilot is not yet initialized")
         return state.to_state()
