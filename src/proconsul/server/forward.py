@@ -112,8 +112,18 @@ class LeaderLink:
 
     async def catch_up(self, consistent: bool) -> None:
         """Wait until this follower has applied everything the leader had committed when
-        asked (the leader verifies its leadership first when `consistent`)."""
-        reply = await self._call(READ_INDEX, {"Consistent": consistent})
+        asked (the leader verifies its leadership first when `consistent`).
+
+        When this server is elected while the read is held, it answers as a leader does: a
+        consistent read waits for verify_leader, which also waits until the new leader has
+        applied everything committed before its term. Its local state may lack writes the
+        previous leader acknowledged until then."""
+        try:
+            reply = await self._call(READ_INDEX, {"Consistent": consistent})
+        except _LocalLeader:
+            if consistent:
+                await self.raft.verify_leader()
+            return
         index = int(reply["Index"])
         deadline = time.monotonic() + self.hold_timeout
         while self.raft.applied < index:
