@@ -49,6 +49,20 @@ class Cluster:
             "-hcl", "performance { raft_multiplier = 1 }",
             *(["-hcl", self.hcl] if self.hcl else [])], dev=False)
 
+    def fresh_server(self, index: int) -> AgentProcess:
+        """Server `index` again, on its own gossip and RPC ports. Its new HTTP and WAN ports
+        are picked while it is down, so they must not be the ones it is about to listen on
+        (the OS may hand them out again) nor any other agent's."""
+        taken = {port for lan, rpc in self.ports for port in (lan, rpc)}
+        for agent in [*self.servers, *self.clients]:
+            taken |= {agent.http_port, agent.serf_lan_port, agent.serf_wan_port,
+                      agent.server_port}
+        for _ in range(50):
+            again = self.server(index)
+            if again.http_port not in taken and again.serf_wan_port not in taken:
+                return again
+        raise OSError("no free ports apart from the cluster's")
+
     def start(self) -> None:
         for agent in self.servers:
             # a server is ready for the harness once its HTTP answers; the leader comes later
@@ -115,7 +129,7 @@ def test_three_servers_two_clients_survive_leader_kill(cluster: Cluster) -> None
 
     # the killed server restarts from its data directory and catches up
     index = cluster.servers.index(victim)
-    again = cluster.server(index)
+    again = cluster.fresh_server(index)
     cluster.servers[index] = again
     again.start(timeout=60, require_leader=False)
     wait_for(lambda: leader_of(again) == new_leader, 60, "restarted server follows")

@@ -230,24 +230,10 @@ class Nemesis:
         self.note(f"SIGKILL s{index} (pid {victim.proc.pid if victim.proc else '?'})")
         victim.stop(signal.SIGKILL)
         time.sleep(self.rng.uniform(1.0, 3.0))
-        again = self.fresh_server(index)
+        again = self.cluster.fresh_server(index)
         self.cluster.servers[index] = again
         again.start(timeout=60, require_leader=False)
         self.note(f"restarted s{index} from its data dir on HTTP port {again.http_port}")
-
-    def fresh_server(self, index: int) -> AgentProcess:
-        """Server `index` again, on its own gossip and RPC ports. Its new HTTP and WAN ports
-        are picked while it is down, so they must not be the ones it is about to listen on
-        (the OS may hand them out again) nor any other agent's."""
-        taken = {port for lan, rpc in self.cluster.ports for port in (lan, rpc)}
-        for agent in [*self.cluster.servers, *self.cluster.clients]:
-            taken |= {agent.http_port, agent.serf_lan_port, agent.serf_wan_port,
-                      agent.server_port}
-        for _ in range(50):
-            again = self.cluster.server(index)
-            if again.http_port not in taken and again.serf_wan_port not in taken:
-                return again
-        raise OSError("no free ports apart from the cluster's")
 
     def pause(self, victim: AgentProcess, seconds: float, role: str) -> None:
         """SIGSTOP `victim`, then SIGCONT. Reads sent to it just before it resumes probe
