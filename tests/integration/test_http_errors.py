@@ -50,6 +50,16 @@ def request(agent: AgentProcess, method: str, path: str, body: bytes | None = No
         ("PUT", "/v1/session/renew/not-a-session", None, 404,
          b"Session id 'not-a-session' not found"),
         ("GET", "/v1/kv/x?dc=elsewhere", None, 500, b"No path to datacenter"),
+        ("GET", "/v1/operator/raft/configuration?dc=elsewhere", None, 500,
+         b"No path to datacenter"),
+        ("GET", "/v1/operator/autopilot/health?dc=elsewhere", None, 500,
+         b"No path to datacenter"),
+        ("GET", "/v1/coordinate/nodes?dc=elsewhere", None, 500, b"No path to datacenter"),
+        # lists of every datacenter and the keyring ignore ?dc, as Consul does
+        ("GET", "/v1/catalog/datacenters?dc=elsewhere", None, 200, b"["),
+        ("GET", "/v1/coordinate/datacenters?dc=elsewhere", None, 200, b"["),
+        ("GET", "/v1/operator/keyring?dc=elsewhere", None, 500,
+         b"4 errors occurred:\n\t* WAN error: 1/1 nodes reported failure"),
         ("GET", "/v1/nope", None, 404, b"Invalid URL path: not a recognized HTTP API endpoint\n"),
     ],
 )

@@ -31,8 +31,11 @@ TXN_SIZE_DOC = "https://developer.hashicorp.com/docs/agent/config/config-files#t
 DEFAULT_BODY_LIMIT = 1 << 30
 
 #: Routes answered by servers of a datacenter; another `?dc=` needs a WAN path.
-DC_ROUTED = ("/v1/kv/", "/v1/session/", "/v1/txn", "/v1/status/", "/v1/operator/",
-             "/v1/catalog/", "/v1/health/", "/v1/coordinate/", "/v1/query")
+DC_ROUTED = ("/v1/kv/", "/v1/session/", "/v1/txn", "/v1/status/", "/v1/operator/raft/",
+             "/v1/operator/autopilot/", "/v1/catalog/", "/v1/health/", "/v1/coordinate/node",
+             "/v1/coordinate/update", "/v1/query")
+#: ... except these, which list every datacenter whatever `?dc=` says (Consul ignores it)
+DC_GLOBAL = ("/v1/catalog/datacenters",)
 
 INDEX_TEXT = (
     "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent "
@@ -198,7 +201,8 @@ class APIApp:
                 "starts with '/v1/'\n",
             )
         dc = req.arg("datacenter") or req.arg("dc")
-        if dc and dc != self.datacenter and path.startswith(DC_ROUTED):
+        if (dc and dc != self.datacenter and path.startswith(DC_ROUTED)
+                and not path.startswith(DC_GLOBAL)):
             return text_response(500, "No path to datacenter")
         for blocked in self.block_endpoints:
             if path.startswith(blocked):
