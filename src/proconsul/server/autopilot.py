@@ -316,6 +316,9 @@ class Autopilot:
                     await self.reconcile()
             except ProconsulError as exc:
                 log.warning("autopilot round failed: error=%s", exc)
+            except Exception:
+                # a fault in one round must not end autopilot for the rest of this term
+                log.exception("autopilot round failed")
             await asyncio.sleep(self.update_interval)
 
     async def update(self) -> State:
