@@ -60,6 +60,10 @@ def test_dev_agent_operator_api_and_cli(dev: AgentProcess) -> None:
     assert health["Healthy"] is True and health["FailureTolerance"] == 0
     (me,) = health["Servers"]
     assert me["Leader"] and me["Voter"] and me["SerfStatus"] == "alive"
+    _, metrics = http(dev, "GET", "/v1/agent/metrics")
+    gauges = {g["Name"]: g["Value"] for g in metrics["Gauges"]}
+    assert gauges["consul.autopilot.healthy"] == 1
+    assert gauges["consul.autopilot.failure_tolerance"] == 0
 
     code, text, _ = cli(dev, "operator", "raft", "list-peers")
     assert code == 0

@@ -555,3 +555,8 @@ class Agent:
             m.gauge("kvs.entries", float(len(self.server.store.kv)))
             m.gauge("state.watch_channels", float(len(self.server.store.watches)))
             m.gauge("session_ttl.active", float(self.server.session.timers()))
+        autopilot = self.server_rt.autopilot if self.server_rt is not None else None
+        if autopilot is not None and autopilot.state is not None:
+            # the leader's view, as Consul reports it (followers have none to report)
+            m.gauge("autopilot.healthy", 1.0 if autopilot.state.healthy else 0.0)
+            m.gauge("autopilot.failure_tolerance", float(autopilot.state.failure_tolerance))
