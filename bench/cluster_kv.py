@@ -10,17 +10,21 @@ ports and a data directory in one temp dir; every process is stopped by PID when
 
 The same wrk load (bench/wrk/consul_kv.lua, etcd_kv.lua: 1,000 keys, 256-byte values) goes to
 the LEADER's HTTP port of each cluster, PUT then GET, at 1, 16 and 64 connections; `--follower`
-adds PUT/GET rows at 64 connections sent to a follower (ours forwards writes to the leader over
-server RPC, etcd over its peer link). Cells alternate ours/etcd run by run so that drifting
-background load hits both. Each run prints a progress line; the report is a markdown table of
-ours, etcd and ours/etcd for req/s, p50 and p99, with the targets of the cluster issue marked
-MET/MISSED: PUT at 64 connections at least 1.0x etcd's req/s, and a p99 at most 2.0x etcd's.
+adds PUT/GET rows at 64 connections (or `--follower-conns`) sent to a follower (ours forwards
+writes to the leader over server RPC and asks it for a read index per batch of reads, etcd uses
+its peer link). `--follower-only` leaves the leader rows out and `--ours-only` the etcd cluster
+(no ratios then: for quick iteration, never for a comparison). Cells alternate ours/etcd run
+by run so that drifting background load hits both. Each run prints a progress line; the report
+is a markdown table of ours, etcd and ours/etcd for req/s, p50 and p99, with the targets of the
+cluster issue marked MET/MISSED: PUT at 64 connections at least 1.0x etcd's req/s, and a p99 at
+most 2.0x etcd's.
 
 CPU is the sum of utime+stime over the three members of a cluster around each run. Nothing is
 pinned: the six servers and wrk share the machine's cores, as §A2 measured etcd.
 
     .venv/bin/python bench/cluster_kv.py [--quick] [--duration S] [--repeat N] [--follower]
-                                         [--conns 1,16,64] [--ops put,get]
+                                         [--follower-conns 16,64] [--follower-only]
+                                         [--ours-only] [--conns 1,16,64] [--ops put,get]
 
 Writes bench/results/cluster_kv.md and cluster_kv.json. Exit status 0, or 2 when a server
 does not start or wrk/etcd are missing and cannot be installed.
@@ -275,6 +279,9 @@ class Plan:
     quick: bool
     follower: bool
     ops: tuple[str, ...]
+    follower_conns: tuple[int, ...] = (TARGET_CONNS,)
+    leader_rows: bool = True
+    systems: tuple[str, ...] = SYSTEMS
 
 
 @dataclass
@@ -325,9 +332,10 @@ def targets(res: Results) -> list[str]:
 
 def table_rows(res: Results) -> list[tuple[str, str, int]]:
     """(op, target, conns) in report order: the leader cells, then the follower ones."""
-    rows = [(op, "leader", c) for op in res.plan.ops for c in res.plan.conns]
+    rows = [(op, "leader", c) for op in res.plan.ops for c in res.plan.conns
+            if res.plan.leader_rows]
     if res.plan.follower:
-        rows += [(op, "follower", TARGET_CONNS) for op in res.plan.ops]
+        rows += [(op, "follower", c) for op in res.plan.ops for c in res.plan.follower_conns]
     return rows
 
 
@@ -351,7 +359,12 @@ def report(res: Results) -> str:
     for op, role, conns in table_rows(res):
         ours = res.cells.get(("ours", op, conns, role))
         etcd = res.cells.get(("etcd", op, conns, role))
-        if ours is None or etcd is None:
+        if ours is None:
+            continue
+        if etcd is None:  # --ours-only
+            out.append(f"| {op.upper()} | {role} | {conns} | {ours.rps_text()} | – | – | "
+                       f"{spread([r.p50_ms for r in ours.runs])} | – | – | "
+                       f"{spread([r.p99_ms for r in ours.runs])} | – | – |")
             continue
         out.append(
             f"| {op.upper()} | {role} | {conns} | {ours.rps_text()} | {etcd.rps_text()} | "
@@ -369,7 +382,12 @@ def report(res: Results) -> str:
     for op, role, conns in table_rows(res):
         ours = res.cells.get(("ours", op, conns, role))
         etcd = res.cells.get(("etcd", op, conns, role))
-        if ours is None or etcd is None:
+        if ours is None:
+            continue
+        if etcd is None:  # --ours-only
+            out.append(f"| {op.upper()} | {role} | {conns} | {ours.cpu_us:.0f} | "
+                       f"{ours.core_pct / 100:.2f} | – | – | {ours.client_pct / 100:.2f} / – | "
+                       f"{ours.other_pct / 100:.2f} / – |")
             continue
         out.append(f"| {op.upper()} | {role} | {conns} | {ours.cpu_us:.0f} | "
                    f"{ours.core_pct / 100:.2f} | {etcd.cpu_us:.0f} | {etcd.core_pct / 100:.2f} "
@@ -419,7 +437,9 @@ def environment(plan: Plan) -> list[str]:
         "1, data dirs in a temp dir); etcd: 3 members, static --initial-cluster (perf-anchors "
         "§A2); nothing pinned",
         f"cells: {plan.seconds}s each, {plan.repeat} run(s) per cell, conns {plan.conns}"
-        + (", follower rows at 64" if plan.follower else "")
+        + (f", follower rows at {plan.follower_conns}" if plan.follower else "")
+        + ("" if plan.leader_rows else ", no leader rows (--follower-only)")
+        + ("" if "etcd" in plan.systems else ", ours only (--ours-only)")
         + (" (--quick)" if plan.quick else ""),
     ]
 
@@ -427,7 +447,7 @@ def environment(plan: Plan) -> list[str]:
 def run_cell(res: Results, clusters: dict[str, Cluster], op: str, conns: int, role: str,
              index: int) -> None:
     plan = res.plan
-    for system in SYSTEMS:
+    for system in plan.systems:
         cluster = clusters[system]
         member = cluster.leader if role == "leader" else cluster.follower()
         target = cluster.target(member)
@@ -439,15 +459,15 @@ def run_cell(res: Results, clusters: dict[str, Cluster], op: str, conns: int, ro
 def load_phase(res: Results, clusters: dict[str, Cluster]) -> None:
     plan = res.plan
     for op in plan.ops:
-        for system in SYSTEMS:
+        for system in plan.systems:
             cluster = clusters[system]
             http_kv.warm(cluster.target(cluster.leader), SCRIPTS[system], op, False)
-        for conns in plan.conns:
+        for conns in plan.conns if plan.leader_rows else ():
             for i in range(1, plan.repeat + 1):
                 run_cell(res, clusters, op, conns, "leader", i)
-        if plan.follower:
+        for conns in plan.follower_conns if plan.follower else ():
             for i in range(1, plan.repeat + 1):
-                run_cell(res, clusters, op, TARGET_CONNS, "follower", i)
+                run_cell(res, clusters, op, conns, "follower", i)
         for system, cluster in clusters.items():
             before = cluster.leader
             if find_leader(cluster) != before:
@@ -456,8 +476,11 @@ def load_phase(res: Results, clusters: dict[str, Cluster]) -> None:
 
 
 def estimate(plan: Plan) -> float:
-    cells = len(plan.ops) * (len(plan.conns) + (1 if plan.follower else 0)) * plan.repeat
-    return 2 * cells * (plan.seconds + 0.4) + 2 * len(plan.ops) * 1.5 + 40
+    rows = (len(plan.conns) if plan.leader_rows else 0) + \
+        (len(plan.follower_conns) if plan.follower else 0)
+    cells = len(plan.ops) * rows * plan.repeat
+    systems = len(plan.systems)
+    return systems * cells * (plan.seconds + 0.4) + systems * len(plan.ops) * 1.5 + 40
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -472,6 +495,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ops", default="put,get", choices=["put,get", "put", "get"])
     parser.add_argument("--follower", action="store_true",
                         help="also send the 64-connection cells to a follower")
+    parser.add_argument("--follower-conns", default="",
+                        help="comma list of connection counts for the follower rows (64); "
+                             "implies --follower")
+    parser.add_argument("--follower-only", action="store_true",
+                        help="only the follower rows (implies --follower)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="start no etcd cluster (no ratios; for quick iteration)")
     args = parser.parse_args(argv)
     if not 1 <= args.repeat <= 9:
         parser.error("--repeat must be between 1 and 9")
@@ -487,8 +517,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
         seconds=args.duration or (2 if args.quick else 5),
         repeat=args.repeat,
         quick=args.quick,
-        follower=args.follower,
+        follower=args.follower or args.follower_only or bool(args.follower_conns),
         ops=tuple(op for op in args.ops.split(",") if op),
+        follower_conns=(tuple(int(c) for c in args.follower_conns.split(","))
+                        if args.follower_conns else (TARGET_CONNS,)),
+        leader_rows=not args.follower_only,
+        systems=("ours",) if args.ours_only else SYSTEMS,
     )
 
 
@@ -511,17 +545,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress("starting 3 proconsul servers")
             ours = start_ours(children)
             progress(f"ours: leader is {ours.members[ours.leader].child.name}")
-            progress("starting 3 etcd members")
-            etcd = start_etcd(children)
-            progress(f"etcd: leader is {etcd.members[etcd.leader].child.name}")
-            clusters = {"ours": ours, "etcd": etcd}
+            clusters = {"ours": ours}
+            if "etcd" in plan.systems:
+                progress("starting 3 etcd members")
+                etcd = start_etcd(children)
+                progress(f"etcd: leader is {etcd.members[etcd.leader].child.name}")
+                clusters["etcd"] = etcd
             progress(f"seeding {http_kv.KEYS} keys of {http_kv.VALUE_SIZE} bytes through each "
                      "leader")
             http_kv.seed_consul(ours.members[ours.leader].child.port)
-            http_kv.seed_etcd(etcd.members[etcd.leader].child.port)
+            if "etcd" in clusters:
+                http_kv.seed_etcd(clusters["etcd"].members[clusters["etcd"].leader].child.port)
             res.idle = idle_share(clusters)
-            progress(f"idle CPU: ours {res.idle['ours']:.2f}, etcd {res.idle['etcd']:.2f} of a "
-                     "core")
+            progress("idle CPU: " + ", ".join(f"{name} {share:.2f}" for name, share in
+                                              res.idle.items()) + " of a core")
             res.leaders = {name: [c.members[c.leader].child.name] for name, c in
                            clusters.items()}
             load_phase(res, clusters)
