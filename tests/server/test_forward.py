@@ -152,3 +152,157 @@ def test_command_that_never_left_is_sent_again() -> None:
         assert len(pool.calls) == 2
 
     asyncio.run(main())
+
+
+class GatedPool:
+    """Read-index calls that answer only when the test opens their gate; each call answers
+    with the commit index the fake leader had when the call was made."""
+
+    def __init__(self, raft: FakeRaft) -> None:
+        self.raft = raft
+        self.calls: list[tuple[str, Any]] = []
+        self.gates: list[asyncio.Event] = []
+
+    async def rpc(self, addr: str, method: str, args: Any, timeout: float | None = None) -> Any:
+        assert method == READ_INDEX
+        index = self.raft.commit_index
+        gate = asyncio.Event()
+        self.calls.append((addr, args))
+        self.gates.append(gate)
+        await gate.wait()
+        return {"Index": index}
+
+
+async def _until(cond: Any) -> None:
+    for _ in range(500):
+        if cond():
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError("condition never held")
+
+
+def test_concurrent_reads_share_the_next_read_index_call() -> None:
+    """One read's call is under way when ten more arrive: those ten share one call, sent
+    after the first returned, and none is answered by the call that was sent before it."""
+
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address, raft.commit_index, raft.applied = "10.0.0.1:8300", 5, 100
+        pool = GatedPool(raft)
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        first = asyncio.ensure_future(link.catch_up(False))
+        await _until(lambda: len(pool.calls) == 1)
+        later = [asyncio.ensure_future(link.catch_up(False)) for _ in range(10)]
+        await asyncio.sleep(0.01)
+        assert len(pool.calls) == 1
+        pool.gates[0].set()
+        await asyncio.wait_for(first, 5)
+        await _until(lambda: len(pool.calls) == 2)
+        await asyncio.sleep(0.01)
+        assert not any(t.done() for t in later)
+        pool.gates[1].set()
+        await asyncio.wait_for(asyncio.gather(*later), 5)
+        assert len(pool.calls) == 2
+        assert all(args == {"Consistent": False} for _, args in pool.calls)
+
+    asyncio.run(main())
+
+
+def test_batched_reads_wait_for_the_index_of_their_own_call() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address, raft.commit_index, raft.applied = "10.0.0.1:8300", 3, 3
+        pool = GatedPool(raft)
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        first = asyncio.ensure_future(link.catch_up(True))
+        await _until(lambda: len(pool.calls) == 1)
+        raft.commit_index = 9  # a write committed after the first call, before the second
+        second = asyncio.ensure_future(link.catch_up(True))
+        pool.gates[0].set()
+        await asyncio.wait_for(first, 5)
+        await _until(lambda: len(pool.calls) == 2)
+        pool.gates[1].set()
+        await asyncio.sleep(0.02)
+        assert not second.done()  # applied 3 < 9
+        raft.applied = 9
+        await asyncio.wait_for(second, 5)
+
+    asyncio.run(main())
+
+
+def test_consistent_and_default_reads_use_separate_calls() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address, raft.applied = "10.0.0.1:8300", 1
+        pool = GatedPool(raft)
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        reads = [asyncio.ensure_future(link.catch_up(c)) for c in (True, False, True, False)]
+        await _until(lambda: len(pool.calls) == 2)
+        assert sorted(args["Consistent"] for _, args in pool.calls) == [False, True]
+        for gate in pool.gates[:2]:
+            gate.set()
+        await _until(lambda: len(pool.calls) == 4)
+        assert sorted(args["Consistent"] for _, args in pool.calls[2:]) == [False, True]
+        for gate in pool.gates[2:]:
+            gate.set()
+        await asyncio.wait_for(asyncio.gather(*reads), 5)
+
+    asyncio.run(main())
+
+
+def test_a_call_stuck_on_a_replaced_leader_does_not_hold_later_reads() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address, raft.applied = "10.0.0.1:8300", 1
+        pool = GatedPool(raft)
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        stuck = asyncio.ensure_future(link.catch_up(False))
+        await _until(lambda: len(pool.calls) == 1)
+        raft.address = "10.0.0.2:8300"
+        later = asyncio.ensure_future(link.catch_up(False))
+        await _until(lambda: len(pool.calls) == 2)
+        assert pool.calls[1][0] == "10.0.0.2:8300"
+        pool.gates[1].set()
+        await asyncio.wait_for(later, 5)
+        assert not stuck.done()
+        pool.gates[0].set()
+        await asyncio.wait_for(stuck, 5)
+
+    asyncio.run(main())
+
+
+def test_a_failed_call_fails_every_read_of_its_batch() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address = "10.0.0.1:8300"
+        pool = FakePool([RemoteError("Permission denied")])
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        results = await asyncio.gather(*(link.catch_up(False) for _ in range(5)),
+                                       return_exceptions=True)
+        assert all(isinstance(r, RPCError) and "Permission denied" in str(r) for r in results)
+        assert len(pool.calls) == 2  # the first read's call, then one for the other four
+
+    asyncio.run(main())
+
+
+def test_a_read_that_gives_up_leaves_its_batch_to_the_others() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address, raft.applied = "10.0.0.1:8300", 1
+        pool = GatedPool(raft)
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        first = asyncio.ensure_future(link.catch_up(False))
+        await _until(lambda: len(pool.calls) == 1)
+        quitter = asyncio.ensure_future(link.catch_up(False))
+        stayer = asyncio.ensure_future(link.catch_up(False))
+        await asyncio.sleep(0.01)
+        quitter.cancel()
+        pool.gates[0].set()
+        await asyncio.wait_for(first, 5)
+        await _until(lambda: len(pool.calls) == 2)
+        pool.gates[1].set()
+        await asyncio.wait_for(stayer, 5)
+        assert quitter.cancelled()
+
+    asyncio.run(main())
+

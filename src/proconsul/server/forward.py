@@ -7,6 +7,14 @@ index (the leader first confirms its leadership with a quorum for `consistent` r
 until it has applied that far, then answers from its own store, blocking queries included.
 While no leader is known, calls are held and retried up to `rpc_hold_timeout`, then fail with
 "No cluster leader".
+
+Concurrent reads share read-index calls (`_ReadLane`): a read joins the batch waiting to be sent
+and the batch goes out once the call before it has returned, so a busy follower sends one call
+per round trip instead of one per read. Linearizability needs the leader's answer to be taken
+after the read arrived; a read therefore never joins a call already under way, only the next
+one. Consistent and default reads batch separately (a default answer proves no leadership). A
+call stuck on a leader that has since been replaced does not hold the next batch back: that one
+goes to the new leader at once.
 """
 
 from __future__ import annotations
@@ -75,15 +83,22 @@ class LeaderLink:
         self.raft = raft
         self.pool = pool
         self.hold_timeout = hold_timeout
+        self._lanes = (_ReadLane(self, False), _ReadLane(self, True))
 
-    async def _call(self, method: str, args: dict[str, Any]) -> Any:
-        """Call the leader, holding while there is none (and while a new one settles)."""
-        started = time.monotonic()
+    async def _call(self, method: str, args: dict[str, Any], started: float | None = None,
+                    batch: _Batch | None = None) -> Any:
+        """Call the leader, holding while there is none (and while a new one settles) until
+        `hold_timeout` after `started` (now when not given). `batch` records where each
+        attempt goes."""
+        if started is None:
+            started = time.monotonic()
         last: BaseException = NoLeader()
         while time.monotonic() - started <= self.hold_timeout:
             if self.raft.is_leader():
                 raise _LocalLeader()
             leader = self.raft.leader_address()
+            if batch is not None:
+                batch.target = leader
             if leader:
                 try:
                     return await self.pool.rpc(leader, method, args, self.hold_timeout)
@@ -118,18 +133,94 @@ class LeaderLink:
         consistent read waits for verify_leader, which also waits until the new leader has
         applied everything committed before its term. Its local state may lack writes the
         previous leader acknowledged until then."""
-        try:
-            reply = await self._call(READ_INDEX, {"Consistent": consistent})
-        except _LocalLeader:
-            if consistent:
-                await self.raft.verify_leader()
+        served_by_leader = await self._lanes[consistent].join()
+        if not served_by_leader and consistent:
+            await self.raft.verify_leader()
+
+    async def _wait_applied(self, index: int) -> None:
+        if self.raft.applied >= index:
             return
-        index = int(reply["Index"])
         deadline = time.monotonic() + self.hold_timeout
         while self.raft.applied < index:
             if time.monotonic() > deadline:
                 raise RPCError("timed out waiting for the local state to reach the leader's")
             await asyncio.sleep(0.002)
+
+
+class _Batch:
+    """Reads answered by one read-index call: done with True once the local state has caught
+    up, False when this server leads by now (each read then answers as the leader)."""
+
+    __slots__ = ("future", "started", "target")
+
+    def __init__(self, started: float) -> None:
+        self.future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        #: when the first read joined: the hold timeout runs from there
+        self.started = started
+        #: the leader the call went to last ("" while none is known)
+        self.target = ""
+
+
+class _ReadLane:
+    """Reads of one consistency sharing read-index calls: at most one batch waits to be sent,
+    and it is sent when no call is under way to the current leader."""
+
+    def __init__(self, link: LeaderLink, consistent: bool) -> None:
+        self.link = link
+        self.consistent = consistent
+        self.queued: _Batch | None = None
+        self.inflight: set[_Batch] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def join(self) -> bool:
+        batch = self.queued
+        if batch is None:
+            batch = self.queued = _Batch(time.monotonic())
+            self._launch()
+        else:
+            self._launch()  # the call under way may be stuck on a leader since replaced
+        return await asyncio.shield(batch.future)
+
+    def _launch(self) -> None:
+        batch = self.queued
+        if batch is None:
+            return
+        if self.inflight:
+            leader = self.link.raft.leader_address()
+            if not leader:
+                return
+            for sent in self.inflight:
+                if sent.target == leader or not sent.target:
+                    return
+        self.queued = None
+        self.inflight.add(batch)
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: _Batch) -> None:
+        fut = batch.future
+        try:
+            try:
+                reply = await self.link._call(
+                    READ_INDEX, {"Consistent": self.consistent}, batch.started, batch)
+            finally:
+                self.inflight.discard(batch)
+                self._launch()
+            await self.link._wait_applied(int(reply["Index"]))
+        except _LocalLeader:
+            if not fut.done():
+                fut.set_result(False)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except Exception as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: a batch whose reads all gave up logs nothing
+        else:
+            if not fut.done():
+                fut.set_result(True)
 
 
 class _LocalLeader(Exception):
