@@ -15,6 +15,7 @@ error string, unchanged). Their texts follow Consul's ("rpc error getting client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -35,6 +36,9 @@ from proconsul.rpc.types import RPCType
 from proconsul.rpc.yamux import Session, Stream, StreamState, YamuxConfig
 
 log = logging.getLogger("proconsul.pool")
+
+#: the deadline of a call without a timeout (reusable: it holds no state)
+_NO_DEADLINE = contextlib.nullcontext()
 
 #: states of an idle stream that can carry another call
 _REUSABLE = (StreamState.SYN_SENT, StreamState.ESTABLISHED)
@@ -120,38 +124,46 @@ class ConnPool:
         blocking query may legitimately take MaxQueryTime)."""
         if self._shutdown:
             raise ConnectFailed("rpc error: shutdown")
-        self._start()
-        assert self._limit is not None
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        async with self._limit:
+        limit = self._limit
+        if limit is None:
+            limit = self._start()
+        # one deadline for the whole call; which phase it cut short decides the error
+        deadline = _NO_DEADLINE if timeout is None else asyncio.timeout(timeout)
+        conn: _Conn | None = None
+        client: _Client | None = None
+        async with limit:
             try:
-                async with asyncio.timeout_at(deadline):
+                async with deadline:
                     conn, client = await self._get_client(addr)
-            except TimeoutError:
-                raise ConnectFailed(
-                    "rpc error getting client: failed to get conn: i/o timeout") from None
-            try:
-                async with asyncio.timeout_at(deadline):
                     reply = await self._call(client, method, args)
             except RemoteError:
+                assert conn is not None and client is not None
                 self._return_client(conn, client)
                 raise
             except TimeoutError:
+                if client is None:
+                    raise ConnectFailed(
+                        "rpc error getting client: failed to get conn: i/o timeout") from None
                 client.stream.reset()
                 raise RPCTimeout("rpc error making call: i/o deadline reached") from None
             except (CodecError, YamuxError, EOFError, ConnectionError, OSError) as exc:
+                if client is None:
+                    raise
                 client.stream.reset()
+                assert conn is not None
                 if conn.broken:
                     self._clear_conn(conn)
                 raise CallFailed(f"rpc error making call: {exc}") from None
             except BaseException:
-                client.stream.reset()
+                if client is not None:
+                    client.stream.reset()
                 raise
             else:
                 self._return_client(conn, client)
                 return reply
             finally:
-                self._release_conn(conn)
+                if conn is not None:
+                    self._release_conn(conn)
 
     async def ping(self, addr: str, timeout: float | None = None) -> bool:
         """Status.Ping; True when the server answered (the router's health test)."""
@@ -191,11 +203,12 @@ class ConnPool:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def _start(self) -> asyncio.Semaphore:
         if self._limit is None:
             self._limit = asyncio.Semaphore(self._max_inflight)
         if self._reaper is None and self.max_time > 0:
             self._reaper = asyncio.get_running_loop().create_task(self._reap())
+        return self._limit
 
     async def _call(self, client: _Client, method: str, args: Any) -> Any:
         client.seq += 1
