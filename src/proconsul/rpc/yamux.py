@@ -12,10 +12,11 @@ be accepted are capped by the accept backlog (beyond it the opener gets a RST, a
 control replies (pings, resets) wait for the socket when its write buffer is full, which stops
 reading until the peer drains it.
 
-Writes go straight to the transport: a frame is written by one synchronous call, so frames of
-different streams interleave only at frame boundaries. A writer whose send window is spent
-waits for the peer's window update; a transport that stays full past `connection_write_timeout`
-ends the session, as yamux's "safety valve" does.
+Writes are queued whole, so frames of different streams interleave only at frame boundaries,
+and the frames queued during one turn of the event loop reach the transport as one write at the
+end of it (one send for the responses or requests of many streams woken together). A writer
+whose send window is spent waits for the peer's window update; a transport that stays full past
+`connection_write_timeout` ends the session, as yamux's "safety valve" does.
 """
 
 from __future__ import annotations
@@ -412,7 +413,11 @@ class Session:
         self._shutdown_err: YamuxError | None = None
         self._closed_event = asyncio.Event()
         self._buf = bytearray()
+        #: frames written this turn of the loop, handed to the transport by `_flush`
+        self._out: list[bytes | memoryview] = []
+        self._out_size = 0
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._recv_task = loop.create_task(self._recv_loop())
         self._keepalive_task: asyncio.Task[None] | None = None
         if self.config.enable_keepalive:
@@ -515,6 +520,7 @@ class Session:
         """End the session: every stream is closed and every waiter woken with the error."""
         if self._closed:
             return
+        self._flush()  # what was written before the close (a go-away, resets) still goes out
         self._closed = True
         self._shutdown_err = err or SessionShutdown()
         current = asyncio.current_task()
@@ -559,16 +565,44 @@ class Session:
     # -- sending ----------------------------------------------------------------------------
 
     def _write_frame(self, header: bytes, body: memoryview | bytes | None = None) -> None:
+        """Queue one frame (`body` must not change until it is sent: bytes, or a view of
+        bytes); the queue goes to the transport at the end of this turn of the loop."""
         if self._closed:
             raise self._shutdown_err or SessionShutdown()
-        if body is None or not len(body):
-            self._writer.write(header)
-        else:
-            self._writer.writelines((header, body))
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out.append(header)
+        self._out_size += HEADER_SIZE
+        if body is not None and len(body):
+            out.append(body)
+            self._out_size += len(body)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        if self._closed:
+            return
+        try:
+            self._writer.write(data)
+        except (RuntimeError, OSError) as exc:
+            self.close(SessionShutdown(str(exc) or "session shutdown"))
 
     async def _drain(self) -> None:
         if self._closed:
             return
+        transport = self._writer.transport
+        try:
+            if not transport.is_closing() and self._out_size + \
+                    transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+                return  # room in the transport: nothing to wait for
+        except (AttributeError, RuntimeError):
+            pass
+        self._flush()
         try:
             async with asyncio.timeout(self.config.connection_write_timeout):
                 await self._writer.drain()
@@ -599,7 +633,7 @@ class Session:
                     return
                 self._buf += chunk
                 self._process()
-                if self._write_buffer_size() > _CONTROL_BACKLOG:
+                if self._write_buffer_size() + self._out_size > _CONTROL_BACKLOG:
                     await self._drain()
         except YamuxProtocolError as exc:
             self._go_away_error(GO_AWAY_PROTO_ERR)
