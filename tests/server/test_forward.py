@@ -11,7 +11,14 @@ import pytest
 
 from proconsul.errors import NoLeader, RPCError
 from proconsul.rpc.errors import CallFailed, ConnectFailed, RemoteError
-from proconsul.server.forward import FORWARD_APPLY, READ_INDEX, LeaderLink
+from proconsul.server.forward import (
+    FORWARD_APPLY,
+    FORWARD_APPLY_BATCH,
+    READ_INDEX,
+    LeaderLink,
+    register_forwarding,
+)
+from proconsul.structs.kvs import KVEntry
 
 
 class FakeRaft:
@@ -114,7 +121,7 @@ def test_calls_are_held_while_there_is_no_leader_then_fail() -> None:
 def test_held_call_reaches_a_leader_elected_meanwhile() -> None:
     async def main() -> None:
         raft = FakeRaft()
-        pool = FakePool([RemoteError("No cluster leader"), {"Result": True}])
+        pool = FakePool([RemoteError("No cluster leader"), {"Results": [{"Result": True}]}])
         link = LeaderLink(raft, pool, hold_timeout=5)
 
         async def elected() -> None:
@@ -124,7 +131,7 @@ def test_held_call_reaches_a_leader_elected_meanwhile() -> None:
         election = asyncio.ensure_future(elected())
         assert await link.apply(b"cmd") is True
         await election
-        assert [c[1] for c in pool.calls] == [FORWARD_APPLY, FORWARD_APPLY]
+        assert [c[1] for c in pool.calls] == [FORWARD_APPLY_BATCH, FORWARD_APPLY_BATCH]
 
     asyncio.run(main())
 
@@ -146,7 +153,7 @@ def test_command_that_never_left_is_sent_again() -> None:
     async def main() -> None:
         raft = FakeRaft()
         raft.address = "10.0.0.1:8300"
-        pool = FakePool([ConnectFailed("connection refused"), {"Result": 3}])
+        pool = FakePool([ConnectFailed("connection refused"), {"Results": [{"Result": 3}]}])
         link = LeaderLink(raft, pool, hold_timeout=5)
         assert await link.apply(b"cmd") == 3
         assert len(pool.calls) == 2
@@ -306,3 +313,95 @@ def test_a_read_that_gives_up_leaves_its_batch_to_the_others() -> None:
 
     asyncio.run(main())
 
+
+def test_concurrent_writes_share_a_batch_and_get_their_own_answers() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address = "10.0.0.1:8300"
+        calls: list[list[bytes]] = []
+
+        class BatchPool:
+            async def rpc(self, addr: str, method: str, args: Any,
+                          timeout: float | None = None) -> Any:
+                assert method == FORWARD_APPLY_BATCH
+                commands = [c["Command"] for c in args["Commands"]]
+                calls.append(commands)
+                await asyncio.sleep(0.01)
+                return {"Results": [{"Error": "apply failed: bad"} if c == b"bad"
+                                    else {"Result": c.decode()} for c in commands]}
+
+        link = LeaderLink(raft, BatchPool(), hold_timeout=5)
+        names = [f"c{i}".encode() for i in range(20)] + [b"bad"]
+        results = await asyncio.gather(*(link.apply(n) for n in names),
+                                       return_exceptions=True)
+        assert results[:20] == [f"c{i}" for i in range(20)]
+        assert isinstance(results[20], RPCError) and str(results[20]) == "apply failed: bad"
+        assert sorted(c for batch in calls for c in batch) == sorted(names)
+        assert len(calls) <= 3  # two sent at once, the rest queued behind them
+
+    asyncio.run(main())
+
+
+def test_a_leader_without_the_batch_method_gets_single_calls() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address = "10.0.0.1:8300"
+        pool = FakePool([RemoteError("rpc: can't find method Raft.ForwardApplyBatch"),
+                         {"Result": 5}])
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        assert await link.apply(b"cmd") == 5
+        assert await link.apply(b"cmd") == 5
+        assert [c[1] for c in pool.calls] == [FORWARD_APPLY_BATCH, FORWARD_APPLY, FORWARD_APPLY]
+
+    asyncio.run(main())
+
+
+def test_a_command_refused_for_lack_of_a_leader_is_held_and_sent_again() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.address = "10.0.0.1:8300"
+        pool = FakePool([{"Results": [{"Error": "No cluster leader"}]}, {"Result": 7}])
+        link = LeaderLink(raft, pool, hold_timeout=5)
+        assert await link.apply(b"cmd") == 7
+        assert [c[1] for c in pool.calls] == [FORWARD_APPLY_BATCH, FORWARD_APPLY]
+
+    asyncio.run(main())
+
+
+def test_leader_applies_a_batch_with_one_answer_per_command() -> None:
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.leader = True
+        applied: list[bytes] = []
+
+        class Server:
+            async def apply(self, command: bytes, prefix: str) -> Any:
+                await asyncio.sleep(0)
+                if command == b"bad":
+                    raise RPCError(prefix + "refused")
+                applied.append(command)
+                return KVEntry(key=command.decode()) if command == b"kv" else True
+
+        class Registry:
+            methods: dict[str, Any] = {}
+
+            def register(self, name: str, handler: Any) -> None:
+                self.methods[name] = handler
+
+        reg = Registry()
+        register_forwarding(reg, Server(), raft)
+        handler = reg.methods[FORWARD_APPLY_BATCH]
+        reply = await handler({"Commands": [
+            {"Command": b"a", "Prefix": ""}, {"Command": b"bad", "Prefix": "apply failed: "},
+            {"Command": "not bytes"}, {"Command": b"kv", "Prefix": ""}]})
+        results = reply["Results"]
+        assert results[0] == {"Result": True}
+        assert results[1] == {"Error": "apply failed: refused"}
+        assert results[2] == {"Error": "forwarded command must be bytes"}
+        assert "__kv__" in results[3]["Result"]
+        assert applied == [b"a", b"kv"]
+        raft.leader = False
+        with pytest.raises(NoLeader):
+            await handler({"Commands": []})
+
+    asyncio.run(main())

@@ -8,6 +8,12 @@ until it has applied that far, then answers from its own store, blocking queries
 While no leader is known, calls are held and retried up to `rpc_hold_timeout`, then fail with
 "No cluster leader".
 
+Concurrent writes are forwarded together (`_WriteLane`): commands queue while
+`WRITE_PIPELINE` batches are under way and go in the next one; the leader applies a batch's
+commands concurrently (its log appends them in one sync) and answers each with its own result
+or error. A batch broken mid-call fails every command in it, none is sent again. A leader that
+does not know the batch method gets single calls from then on.
+
 Concurrent reads share read-index calls (`_ReadLane`): a read joins the batch waiting to be sent
 and the batch goes out once the call before it has returned, so a busy follower sends one call
 per round trip instead of one per read. Linearizability needs the leader's answer to be taken
@@ -20,18 +26,28 @@ goes to the new leader at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from proconsul.errors import NoLeader, RPCError
+from proconsul.errors import NoLeader, ProconsulError, RPCError
 from proconsul.rpc.errors import CallFailed, ConnectFailed, RemoteError, is_no_leader
 from proconsul.structs.kvs import KVEntry
 
 #: internal methods on the server port
 FORWARD_APPLY = "Raft.ForwardApply"
+FORWARD_APPLY_BATCH = "Raft.ForwardApplyBatch"
 READ_INDEX = "Raft.ReadIndex"
 
+#: forwarded batches under way at once, and the most commands and bytes one carries
+WRITE_PIPELINE = 2
+MAX_BATCH_COMMANDS = 128
+MAX_BATCH_BYTES = 1024 * 1024
+
 _KV_TAG = "__kv__"
+
+log = logging.getLogger("proconsul.server.rpc")
 
 
 class LeaderRaft(Protocol):
@@ -84,6 +100,7 @@ class LeaderLink:
         self.pool = pool
         self.hold_timeout = hold_timeout
         self._lanes = (_ReadLane(self, False), _ReadLane(self, True))
+        self._writes = _WriteLane(self)
 
     async def _call(self, method: str, args: dict[str, Any], started: float | None = None,
                     batch: _Batch | None = None) -> Any:
@@ -108,7 +125,8 @@ class LeaderLink:
                     last = NoLeader()
                 except (CallFailed, ConnectFailed) as err:
                     last = err
-                    if method == FORWARD_APPLY and isinstance(err, CallFailed):
+                    if method != READ_INDEX and method.startswith("Raft.Forward") and \
+                            isinstance(err, CallFailed):
                         # the command may have been applied: never send it twice
                         raise RPCError(f"error forwarding to the leader: {err}") from None
             await asyncio.sleep(0.05)
@@ -122,7 +140,16 @@ class LeaderLink:
         return await self._call(method, args)
 
     async def apply(self, command: bytes, error_prefix: str = "") -> Any:
-        reply = await self._call(FORWARD_APPLY, {"Command": command, "Prefix": error_prefix})
+        """The leader's result of applying `command`; raises `_LocalLeader` when this server
+        leads by now."""
+        if not self._writes.batching:
+            return await self.apply_one(command, error_prefix)
+        return decode_result(await self._writes.submit(command, error_prefix))
+
+    async def apply_one(self, command: bytes, error_prefix: str = "",
+                        started: float | None = None) -> Any:
+        reply = await self._call(FORWARD_APPLY, {"Command": command, "Prefix": error_prefix},
+                                 started)
         return decode_result(reply.get("Result") if isinstance(reply, dict) else reply)
 
     async def catch_up(self, consistent: bool) -> None:
@@ -223,6 +250,125 @@ class _ReadLane:
                 fut.set_result(True)
 
 
+class _Write:
+    __slots__ = ("command", "future", "prefix", "started")
+
+    def __init__(self, command: bytes, prefix: str) -> None:
+        self.command = command
+        self.prefix = prefix
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.started = time.monotonic()
+
+
+class _WriteLane:
+    """Forwarded commands sharing calls: up to `WRITE_PIPELINE` batches under way, the rest
+    queued for the next."""
+
+    def __init__(self, link: LeaderLink) -> None:
+        self.link = link
+        self.queue: list[_Write] = []
+        self.inflight = 0
+        #: False once the leader answered that it has no batch method
+        self.batching = True
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, command: bytes, prefix: str) -> Any:
+        write = _Write(command, prefix)
+        self.queue.append(write)
+        self._launch()
+        return await asyncio.shield(write.future)
+
+    def _launch(self) -> None:
+        while self.queue and self.inflight < WRITE_PIPELINE:
+            take, size = 0, 0
+            for write in self.queue:
+                if take >= MAX_BATCH_COMMANDS or (take and size + len(write.command) >
+                                                  MAX_BATCH_BYTES):
+                    break
+                take += 1
+                size += len(write.command)
+            batch, self.queue = self.queue[:take], self.queue[take:]
+            self.inflight += 1
+            self._spawn(self._send(batch))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[_Write]) -> None:
+        args = {"Commands": [{"Command": w.command, "Prefix": w.prefix} for w in batch]}
+        try:
+            try:
+                reply = await self.link._call(FORWARD_APPLY_BATCH, args, batch[0].started)
+            finally:
+                self.inflight -= 1
+                self._launch()
+        except _LocalLeader:
+            for write in batch:
+                _fail(write.future, _LocalLeader())
+            return
+        except RPCError as exc:
+            if str(exc).startswith(_NO_METHOD):
+                # an older leader: nothing was applied, send each on its own from now on
+                self.batching = False
+                for write in batch:
+                    self._spawn(self._send_one(write))
+                return
+            for write in batch:
+                _fail(write.future, exc)
+            return
+        except asyncio.CancelledError:
+            for write in batch:
+                write.future.cancel()
+            raise
+        except Exception as exc:
+            for write in batch:
+                _fail(write.future, exc)
+            return
+        results = reply.get("Results") if isinstance(reply, dict) else None
+        if not isinstance(results, list) or len(results) != len(batch):
+            for write in batch:
+                _fail(write.future, RPCError("malformed reply to a forwarded batch"))
+            return
+        for write, result in zip(batch, results, strict=True):
+            error = result.get("Error") if isinstance(result, dict) else None
+            if not error:
+                if not write.future.done():
+                    write.future.set_result(result.get("Result")
+                                            if isinstance(result, dict) else None)
+            elif is_no_leader(RemoteError(str(error))):
+                # refused before it was applied (leadership moved): hold and try again
+                self._spawn(self._send_one(write))
+            else:
+                _fail(write.future, RPCError(str(error)))
+
+    async def _send_one(self, write: _Write) -> None:
+        try:
+            reply = await self.link._call(
+                FORWARD_APPLY, {"Command": write.command, "Prefix": write.prefix},
+                write.started)
+        except asyncio.CancelledError:
+            write.future.cancel()
+            raise
+        except Exception as exc:
+            _fail(write.future, exc)
+        else:
+            if not write.future.done():
+                write.future.set_result(reply.get("Result") if isinstance(reply, dict)
+                                        else reply)
+
+
+#: net/rpc's answer for a method the server does not have
+_NO_METHOD = "rpc: can't find"
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: a caller that gave up leaves no warning behind
+
+
 class _LocalLeader(Exception):
     """This server became the leader while holding a call: serve it locally."""
 
@@ -233,6 +379,30 @@ def is_local_leader(exc: BaseException) -> bool:
 
 def register_forwarding(rpc: Any, server: Any, raft: LeaderRaft) -> None:
     """The leader's side: apply a forwarded command, tell the commit index for a read."""
+
+    async def apply_item(item: Any) -> dict[str, Any]:
+        if not isinstance(item, dict) or not isinstance(item.get("Command"), bytes | bytearray):
+            return {"Error": "forwarded command must be bytes"}
+        if not raft.is_leader():
+            return {"Error": str(NoLeader())}
+        try:
+            result = await server.apply(bytes(item["Command"]), str(item.get("Prefix") or ""))
+        except ProconsulError as exc:
+            return {"Error": str(exc) or type(exc).__name__}
+        except Exception as exc:
+            log.error("RPC handler failed: method=%s error=%s", FORWARD_APPLY_BATCH, exc,
+                      exc_info=True)
+            return {"Error": str(exc) or type(exc).__name__}
+        return {"Result": encode_result(result)}
+
+    async def forward_apply_batch(args: dict[str, Any]) -> dict[str, Any]:
+        """Apply each command as Raft.ForwardApply would, all at once; one answer each."""
+        if not raft.is_leader():
+            raise NoLeader()
+        commands = args.get("Commands")
+        if not isinstance(commands, list):
+            raise RPCError("forwarded commands must be a list")
+        return {"Results": list(await asyncio.gather(*(apply_item(c) for c in commands)))}
 
     async def forward_apply(args: dict[str, Any]) -> dict[str, Any]:
         if not raft.is_leader():
@@ -251,4 +421,5 @@ def register_forwarding(rpc: Any, server: Any, raft: LeaderRaft) -> None:
         return {"Index": raft.commit_index}
 
     rpc.register(FORWARD_APPLY, forward_apply)
+    rpc.register(FORWARD_APPLY_BATCH, forward_apply_batch)
     rpc.register(READ_INDEX, read_index)
