@@ -194,8 +194,13 @@ class Leadership(RaftCore[F]):
         # followers may hold entries the leader's own sync has not finished yet; commit no
         # further than the leader's durable log, which is what the FSM is applied from
         quorum_match = min(matches[len(matches) // 2], own)
-        if quorum_match >= self._start_index:
+        if quorum_match >= self._start_index and quorum_match > self.commit_index:
             self._advance_commit(quorum_match)
+            # tell the followers now rather than with the next append or heartbeat (up to
+            # commit_timeout later): a follower serving a read at the leader's commit index
+            # waits until it has applied that far (etcd's raft broadcasts on commit too)
+            for rep in self._replicators.values():
+                rep.trigger()
 
     # -- the write path -----------------------------------------------------------------------
 
