@@ -41,6 +41,9 @@ class FakeRaft:
         self.applied = max(self.applied, self.commit_index)
         self.verified += 1
 
+    def share_commit(self) -> None:
+        self.shared = getattr(self, "shared", 0) + 1
+
 
 class FakePool:
     def __init__(self, answers: list[Any]) -> None:
@@ -403,5 +406,32 @@ def test_leader_applies_a_batch_with_one_answer_per_command() -> None:
         raft.leader = False
         with pytest.raises(NoLeader):
             await handler({"Commands": []})
+
+    asyncio.run(main())
+
+
+def test_read_index_answer_sends_the_commit_index_to_followers() -> None:
+    """The leader answers a read-index request with its commit index and pushes that index to
+    the followers at once, so the asking follower need not wait for the next heartbeat."""
+
+    async def main() -> None:
+        raft = FakeRaft()
+        raft.leader, raft.commit_index = True, 42
+
+        class Registry:
+            methods: dict[str, Any] = {}
+
+            def register(self, name: str, handler: Any) -> None:
+                self.methods[name] = handler
+
+        reg = Registry()
+        register_forwarding(reg, object(), raft)
+        assert await reg.methods[READ_INDEX]({"Consistent": False}) == {"Index": 42}
+        assert raft.shared == 1 and raft.verified == 0
+        assert await reg.methods[READ_INDEX]({"Consistent": True}) == {"Index": 42}
+        assert raft.shared == 2 and raft.verified == 1
+        raft.leader = False
+        with pytest.raises(NoLeader):
+            await reg.methods[READ_INDEX]({})
 
     asyncio.run(main())

@@ -194,12 +194,16 @@ class Leadership(RaftCore[F]):
         # followers may hold entries the leader's own sync has not finished yet; commit no
         # further than the leader's durable log, which is what the FSM is applied from
         quorum_match = min(matches[len(matches) // 2], own)
-        if quorum_match >= self._start_index and quorum_match > self.commit_index:
+        if quorum_match >= self._start_index:
             self._advance_commit(quorum_match)
-            # tell the followers now rather than with the next append or heartbeat (up to
-            # commit_timeout later): a follower serving a read at the leader's commit index
-            # waits until it has applied that far (etcd's raft broadcasts on commit too)
-            for rep in self._replicators.values():
+
+    def share_commit(self) -> None:
+        """Send the commit index now to the followers not yet told it, rather than with the
+        next append or heartbeat (up to commit_timeout later). Called when a follower asks
+        for the read index: it answers the read once it has applied that far. (Sending on
+        every commit instead cost ~11% of write throughput at 1-16 writers.)"""
+        for rep in self._replicators.values():
+            if rep.commit_sent < self.commit_index:
                 rep.trigger()
 
     # -- the write path -----------------------------------------------------------------------

@@ -63,6 +63,8 @@ class LeaderRaft(Protocol):
 
     async def verify_leader(self) -> None: ...
 
+    def share_commit(self) -> None: ...
+
 
 class Caller(Protocol):
     async def rpc(self, addr: str, method: str, args: Any,
@@ -418,6 +420,7 @@ def register_forwarding(rpc: Any, server: Any, raft: LeaderRaft) -> None:
             raise NoLeader()
         if args.get("Consistent"):
             await raft.verify_leader()
+        raft.share_commit()
         return {"Index": raft.commit_index}
 
     rpc.register(FORWARD_APPLY, forward_apply)
