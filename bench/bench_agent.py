@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from ports import free_dual_port, free_port
 
 START_TIMEOUT = 30.0
 _T0 = time.monotonic()
@@ -28,10 +29,6 @@ def progress(message: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f}s] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -55,8 +52,8 @@ class Agent:
     def __init__(self, tmp: Path, pin: bool) -> None:
         self.port = free_port()
         argv = [sys.executable, "-m", "proconsul", "agent", "-dev", f"-http-port={self.port}",
-                "-dns-port=-1", "-node=bench", f"-serf-lan-port={free_port()}",
-                f"-serf-wan-port={free_port()}", f"-server-port={free_port()}",
+                "-dns-port=-1", "-node=bench", f"-serf-lan-port={free_dual_port()}",
+                f"-serf-wan-port={free_dual_port()}", f"-server-port={free_port()}",
                 "-hcl", "limits { http_max_conns_per_client = 20000 }"]
         if pin:
             argv = ["taskset", "-c", "0", *argv]

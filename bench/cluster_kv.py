@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,7 @@ from pathlib import Path
 
 import http_kv
 from http_kv import Cell, Child, Children, PeerError, progress
+from ports import free_dual_port, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -70,19 +70,6 @@ LABELS = {"ours": "ours (3 servers)", "etcd": "etcd (3 members)"}
 PACKAGES = {"wrk": "wrk", "etcd": "etcd-server"}
 
 
-def free_dual_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (gossip listens on both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no port free for both TCP and UDP")
 
 
 def ensure_tools() -> None:
@@ -172,8 +159,8 @@ def wait_until(what: str, cluster: Cluster, probe: Callable[[], bool],
 
 
 def start_ours(children: Children) -> Cluster:
-    ports = [{"http": http_kv.free_port(), "lan": free_dual_port(), "wan": free_dual_port(),
-              "rpc": http_kv.free_port()} for _ in range(MEMBERS)]
+    ports = [{"http": free_port(), "lan": free_dual_port(), "wan": free_dual_port(),
+              "rpc": free_port()} for _ in range(MEMBERS)]
     joins = [f"-retry-join=127.0.0.1:{p['lan']}" for p in ports]
     members = []
     for i, p in enumerate(ports):
@@ -214,7 +201,7 @@ def start_etcd(children: Children) -> Cluster:
     etcd = shutil.which("etcd")
     if etcd is None:
         raise PeerError("etcd not found (Debian package etcd-server)")
-    ports = [(http_kv.free_port(), http_kv.free_port()) for _ in range(MEMBERS)]
+    ports = [(free_port(), free_port()) for _ in range(MEMBERS)]
     initial = ",".join(f"e{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
     members = []
     for i, (client, peer) in enumerate(ports):

@@ -45,7 +45,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,6 +65,7 @@ from dns_zone import (
     probe,
     zone_text,
 )
+from ports import free_dual_port, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -101,25 +101,8 @@ def progress(message: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f}s] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def free_dns_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (DNS servers listen on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise PeerError("no port free for both TCP and UDP")
 
 
 # ----------------------------------------------------------------------------- /proc readings
@@ -325,10 +308,10 @@ def dns_answers(port: int) -> bool:
 
 
 def start_agent(children: Children, key: str) -> Child:
-    http_port, dns_port = free_port(), free_dns_port()
+    http_port, dns_port = free_port(), free_dual_port()
     argv = [sys.executable, "-m", "proconsul", "agent", "-dev", f"-http-port={http_port}",
             f"-dns-port={dns_port}", f"-node=bench-{key}",
-            f"-serf-lan-port={free_dns_port()}", f"-serf-wan-port={free_dns_port()}",
+            f"-serf-lan-port={free_dual_port()}", f"-serf-wan-port={free_dual_port()}",
             f"-server-port={free_port()}"]
     child = children.start(key, argv, dns_port, http_port, child_env(pure=key == "py"))
 
@@ -396,7 +379,7 @@ def start_nsd(children: Children) -> Child:
         raise PeerError("nsd not found (Debian package nsd)")
     ntmp = children.tmp / "nsd"
     ntmp.mkdir()
-    port = free_dns_port()
+    port = free_dual_port()
     (ntmp / f"{DOMAIN}.zone").write_text(zone_text(instances()))
     conf = ntmp / "nsd.conf"
     conf.write_text(NSD_CONF.format(port=port, tmp=ntmp, domain=DOMAIN, edns=PROBE_EDNS))

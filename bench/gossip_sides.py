@@ -40,6 +40,8 @@ from typing import Any
 
 import msgpack
 
+from ports import free_dual_port, free_port
+
 BENCH_DIR = Path(__file__).resolve().parent
 NODES_SCRIPT = BENCH_DIR / "gossip_nodes.py"
 
@@ -59,23 +61,8 @@ def progress(message: str) -> None:
 # ----------------------------------------------------------------------------- ports and /proc
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def free_dual_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (memberlist binds both)."""
-    for _ in range(100):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise BenchError("no port free for both TCP and UDP")
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:

@@ -46,7 +46,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
+
+from ports import free_dual_port, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -99,10 +100,6 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ----------------------------------------------------------------------------- child processes
@@ -222,12 +219,12 @@ def consul_ready(port: int) -> bool:
 
 def start_agent(children: Children, server: bool = False) -> Child:
     port = free_port()
-    mode = ["-dev", f"-server-port={free_port()}", f"-serf-lan-port={free_port()}",
-            f"-serf-wan-port={free_port()}"]
+    mode = ["-dev", f"-server-port={free_port()}", f"-serf-lan-port={free_dual_port()}",
+            f"-serf-wan-port={free_dual_port()}"]
     if server:
         mode = ["-server", "-bootstrap-expect=1", f"-data-dir={children.tmp / 'agent-data'}",
                 "-bind=127.0.0.1", f"-server-port={free_port()}",
-                f"-serf-lan-port={free_port()}", f"-serf-wan-port={free_port()}"]
+                f"-serf-lan-port={free_dual_port()}", f"-serf-wan-port={free_dual_port()}"]
     argv = [sys.executable, "-m", "proconsul", "agent", *mode, f"-http-port={port}",
             "-dns-port=-1", "-node=bench"]
     child = children.start("proconsul-agent", argv, port, "0", child_env())

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,13 +26,11 @@ from pathlib import Path
 
 import aiohttp
 
+from ports import free_dual_port, free_port
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def progress(msg: str) -> None:
@@ -46,8 +43,8 @@ class Agent:
         self.args = [
             sys.executable, "-m", "proconsul", "agent", "-server", "-bootstrap-expect=1",
             f"-data-dir={data_dir}", "-bind=127.0.0.1", f"-http-port={self.http}",
-            f"-server-port={free_port()}", f"-serf-lan-port={free_port()}",
-            f"-serf-wan-port={free_port()}", "-dns-port=-1", "-node=restart-bench",
+            f"-server-port={free_port()}", f"-serf-lan-port={free_dual_port()}",
+            f"-serf-wan-port={free_dual_port()}", "-dns-port=-1", "-node=restart-bench",
             # each /v1/txn of 128 keys is one log entry: snapshot every 4,096 entries (~524k
             # keys) so a restart reads a snapshot and then replays the log behind it
             "-hcl", "raft_snapshot_threshold = 4096",

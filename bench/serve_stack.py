@@ -29,10 +29,11 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from ports import free_dual_port
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -45,19 +46,6 @@ if TYPE_CHECKING:
 STACKS = ("httptools", "aiohttp")
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (the agent's gossip listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise OSError("no port free for both TCP and UDP")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -139,8 +127,8 @@ async def serve(args: argparse.Namespace) -> int:
     from proconsul.http import wire
 
     cfg, _ = load(["-dev", "-http-port=-1", "-dns-port=-1", "-node=bench",
-                   f"-server-port={free_port()}", f"-serf-lan-port={free_port()}",
-                   f"-serf-wan-port={free_port()}"])
+                   f"-server-port={free_dual_port()}", f"-serf-lan-port={free_dual_port()}",
+                   f"-serf-wan-port={free_dual_port()}"])
     agent = Agent(cfg)
     await agent.start()
     api, limits = api_for(agent, args.pretty)
