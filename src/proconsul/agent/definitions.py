@@ -18,6 +18,7 @@ from typing import Any
 from proconsul.agent.checks.base import DEFAULT_OUTPUT_MAX_SIZE, CheckDefinition
 from proconsul.config.duration import format_duration_ns, parse_duration_ns
 from proconsul.errors import BadRequest, ConfigError
+from proconsul.http.params import json_kind
 from proconsul.structs.catalog import DEFAULT_WEIGHTS, HEALTH_STATUSES, HealthCheck, NodeService
 
 #: Addresses meaning "any interface", which no client can dial (Consul's ipaddr.IsAny).
@@ -189,16 +190,6 @@ def _upper_keys(value: Any) -> dict[str, Any]:
     return out
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
 #: Folded key -> (Go field, Go type, accepts) for the fields whose JSON type is checked.
 _SERVICE_TYPES: dict[str, tuple[str, str, Any]] = {
     "name": ("Name", "string", lambda v: isinstance(v, str)),
@@ -217,7 +208,7 @@ def _check_types(f: dict[str, Any]) -> None:
     for key, (go_name, go_type, ok) in _SERVICE_TYPES.items():
         if key in f and not ok(f[key]):
             raise BadRequest(
-                f"Request decode failed: json: cannot unmarshal {_json_kind(f[key])} into Go "
+                f"Request decode failed: json: cannot unmarshal {json_kind(f[key])} into Go "
                 f"struct field ServiceDefinition.{go_name} of type {go_type}")
 
 

@@ -21,14 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from proconsul.config.runtime import RuntimeConfig
 from proconsul.errors import ProconsulError
-from proconsul.gossip.serf.config import SerfMember
+from proconsul.gossip.serf.config import STATUS_NAMES, SerfMember
 from proconsul.gossip.serf.events import EventType, MemberEvent
-from proconsul.gossip.serf.messages import (
-    STATUS_ALIVE,
-    STATUS_FAILED,
-    STATUS_LEAVING,
-    STATUS_LEFT,
-)
+from proconsul.gossip.serf.messages import STATUS_ALIVE
 from proconsul.gossip.state import address_text
 from proconsul.raft.cluster import Raft, has_existing_state
 from proconsul.raft.config import Config as RaftSettings
@@ -62,10 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("proconsul.server")
 
 LeaderHook = Callable[[bool], Awaitable[None]]
-
-#: serf member status as autopilot names it
-_STATUS = {STATUS_ALIVE: "alive", STATUS_LEAVING: "leaving", STATUS_LEFT: "left",
-           STATUS_FAILED: "failed"}
 
 
 async def raft_stores(data_dir: DataDir | None) -> tuple[LogStore, StableStore, SnapshotStore]:
@@ -280,7 +271,8 @@ class ServerRuntime:
             log.info("Raft state exists, not bootstrapping")
 
     async def ensure_peer(self, member: SerfMember) -> None:
-        """On the leader: an alive server of this datacenter is a Raft voter."""
+        """On the leader: an alive server of this datacenter is in the Raft configuration
+        (a newcomer as a non-voter, which autopilot promotes once it is stable)."""
         raft = self.raft
         info = server_from_tags(member.name, address_text(member.addr), member.tags)
         if raft is None or info is None or info.datacenter != self.cfg.datacenter:
@@ -334,8 +326,9 @@ class ServerRuntime:
             if info is None or not info.id or info.datacenter != self.cfg.datacenter:
                 continue
             node = nodes.get(m.name)
-            out[info.id] = KnownServer(info.id, m.name, info.addr, _STATUS.get(m.status, ""),
-                                       info.build, dict(node.meta) if node is not None else {})
+            out[info.id] = KnownServer(
+                info.id, m.name, info.addr, STATUS_NAMES.get(m.status, "none"), info.build,
+                dict(node.meta) if node is not None else {})
         return out
 
     async def _fetch_stats(self, address: str, timeout: float) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from proconsul.errors import BadRequest, RPCError
 from proconsul.gossip.serf.coordinate import Coordinate
 from proconsul.http import encode
 from proconsul.http.app import APIApp, text_response
-from proconsul.http.params import check_enterprise_meta, parse_query, parse_token
+from proconsul.http.params import check_enterprise_meta, json_kind, parse_query, parse_token
 from proconsul.http.request import Request, Response
 
 if TYPE_CHECKING:
@@ -27,21 +27,9 @@ DISABLED_TEXT = "Coordinate support disabled"
 _ROOT = "CoordinateUpdateRequest"
 
 
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _mismatch(value: Any, field: str, go_type: str) -> BadRequest:
     return BadRequest(
-        f"Request decode failed: json: cannot unmarshal {_json_kind(value)} into Go struct "
+        f"Request decode failed: json: cannot unmarshal {json_kind(value)} into Go struct "
         f"field {_ROOT}.{field} of type {go_type}"
     )
 
@@ -102,7 +90,7 @@ def update_request(raw: bytes) -> tuple[str, str, str, Coordinate | None]:
         return "", "", "", None
     if not isinstance(doc, dict):
         raise BadRequest(
-            f"Request decode failed: json: cannot unmarshal {_json_kind(doc)} into Go value "
+            f"Request decode failed: json: cannot unmarshal {json_kind(doc)} into Go value "
             f"of type structs.{_ROOT}")
     fields = {k.lower(): v for k, v in doc.items()}
     return (_string(fields, "Datacenter"), _string(fields, "Node"), _string(fields, "Segment"),

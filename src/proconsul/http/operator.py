@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from proconsul.config.duration import parse_duration_ns
 from proconsul.errors import BadRequest, ProconsulError, RPCError
 from proconsul.http.app import APIApp
-from proconsul.http.params import go_uint_error, parse_query, parse_uint
+from proconsul.http.params import go_uint_error, json_kind, parse_query, parse_uint
 from proconsul.http.request import Request, Response
 from proconsul.state.autopilot import AutopilotConfig
 from proconsul.structs.query import QueryMeta, QueryOptions
@@ -60,18 +60,6 @@ _FIELDS = {
 }
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def decode_autopilot(raw: bytes) -> AutopilotConfig:
     """api.AutopilotConfiguration decoded over api.NewAutopilotConfiguration()'s defaults, as
     Go's encoding/json reads it (keys case-insensitive, unknown keys ignored)."""
@@ -84,7 +72,7 @@ def decode_autopilot(raw: bytes) -> AutopilotConfig:
         return config
     if not isinstance(body, dict):
         raise BadRequest("Error parsing autopilot config: json: cannot unmarshal "
-                         f"{_kind(body)} into Go value of type api.AutopilotConfiguration")
+                         f"{json_kind(body)} into Go value of type api.AutopilotConfiguration")
     values: dict[str, Any] = {}
     for key, value in body.items():
         spec = _FIELDS.get(key.lower())
@@ -99,7 +87,7 @@ def _field(go_name: str, go_type: str, value: Any) -> Any:
     def mismatch() -> BadRequest:
         shown = "*api.ReadableDuration" if go_type == "duration" else go_type
         return BadRequest(
-            f"Error parsing autopilot config: json: cannot unmarshal {_kind(value)} into Go "
+            f"Error parsing autopilot config: json: cannot unmarshal {json_kind(value)} into Go "
             f"struct field AutopilotConfiguration.{go_name} of type {shown}")
 
     if go_type == "duration":

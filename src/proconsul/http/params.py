@@ -3,6 +3,8 @@ token, blocking `index`/`wait`, consistency modes, and the CE namespace/partitio
 
 from __future__ import annotations
 
+from typing import Any
+
 from proconsul.config.duration import parse_duration_ns
 from proconsul.errors import BadRequest, ConfigError
 from proconsul.http.request import Request
@@ -122,3 +124,17 @@ def parse_query(req: Request, discovery_max_stale: float = 0.0) -> QueryOptions:
     parse_wait(req, opts)
     opts.filter = req.arg("filter") or ""
     return opts
+
+
+def json_kind(value: Any) -> str:
+    """The JSON kind Go's encoding/json names in an UnmarshalTypeError ("cannot unmarshal
+    <kind> into ...") for a value that reached a field of another type."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
