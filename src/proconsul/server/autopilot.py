@@ -267,11 +267,15 @@ class AutopilotRaft(Protocol):
 Fetch = Callable[[str, float], Awaitable[Mapping[str, Any]]]
 
 
+def stats_reply(stats: Mapping[str, str]) -> dict[str, Any]:
+    """structs.RaftStats (the Status.RaftStats reply) from a server's raft stats."""
+    return {"LastContact": stats.get("last_contact", "never"),
+            "LastTerm": int(stats.get("last_log_term", 0)),
+            "LastIndex": int(stats.get("last_log_index", 0))}
+
+
 def local_stats(raft: AutopilotRaft) -> RaftStats:
-    s = raft.stats()
-    return parse_stats({"LastContact": s.get("last_contact", "never"),
-                        "LastTerm": s.get("last_log_term", 0),
-                        "LastIndex": s.get("last_log_index", 0)})
+    return parse_stats(stats_reply(raft.stats()))
 
 
 class Autopilot:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from proconsul.errors import RPCError
+from proconsul.server.autopilot import stats_reply
 from proconsul.state.autopilot import AutopilotConfig
 from proconsul.state.coordinate import coord_from_wire
 from proconsul.structs import wire as W
@@ -258,10 +259,7 @@ class RPCEndpoints:
 
     async def status_raft_stats(self, args: Args) -> dict[str, Any]:
         """structs.RaftStats of this server, for the leader's autopilot."""
-        stats = self.srv.raft_stats()
-        return {"LastContact": stats.get("last_contact", "never"),
-                "LastTerm": int(stats.get("last_log_term", 0)),
-                "LastIndex": int(stats.get("last_log_index", 0))}
+        return stats_reply(self.srv.raft_stats())
 
     # -- Operator -----------------------------------------------------------------------------
 
