@@ -15,19 +15,16 @@ from proconsul.http.catalog import CatalogHandlers, near_source, source_addr
 from proconsul.http.coordinate import CoordinateHandlers
 from proconsul.http.health import HealthHandlers
 from proconsul.http.request import Request, Response
-from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
-from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.server.fsm import FSM
 from proconsul.server.server import Server
+from tests.raft.cluster_support import single_voter
 
 Call = Callable[..., Awaitable[Response]]
 
 
 def run(fn: Callable[[Server, Call], Awaitable[None]], disabled: bool = False) -> None:
     async def main() -> None:
-        raft = RaftNode(RaftConfig("id-1", "127.0.0.1:8300"), FSM(), InmemLogStore(),
-                        InmemStableStore(), InmemSnapshotStore())
-        await raft.start()
+        raft = await single_voter(FSM(), "id-1")
         srv = Server(raft, "agent1", "id-1", "dc1", "127.0.0.1",
                      coordinate_update_period=3600.0, disable_coordinates=disabled)
         await srv.start()

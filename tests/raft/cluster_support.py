@@ -22,6 +22,7 @@ from proconsul.errors import NoLeader
 from proconsul.raft.cluster import Raft
 from proconsul.raft.config import Config
 from proconsul.raft.configuration import Configuration, Server, Suffrage
+from proconsul.raft.core import F
 from proconsul.raft.errors import LeadershipTransferInProgress, NotLeader
 from proconsul.raft.file_log import FileLogStore
 from proconsul.raft.file_snapshot import FileSnapshotStore
@@ -104,6 +105,17 @@ class Node:
     raft: Raft[ListFSM]
     directory: str | None = None
     running: bool = False
+
+
+async def single_voter(fsm: F, server_id: str = "id-1",
+                       address: str = "127.0.0.1:8300") -> Raft[F]:
+    """A started one-voter Raft on in-memory stores, bootstrapped and leading, as a -dev
+    agent runs its server: what endpoint tests put under a Server."""
+    raft = Raft(Config.dev(server_id, address), fsm, InmemLogStore(), InmemStableStore(),
+                InmemSnapshotStore(), InmemNetwork().transport(address))
+    await raft.bootstrap_cluster(Configuration.of([Server(server_id, address)]))
+    await raft.start()
+    return raft
 
 
 def raft_config(server_id: str, address: str, **overrides: Any) -> Config:

@@ -1,9 +1,11 @@
-"""The replicated server stands where the single-voter node stood: it runs on the stores a
-RaftNode wrote (a data_dir from before) and drives the server's own FSM."""
+"""The replicated server stands where the single-voter node stood: it runs on the stores that
+node wrote (a data_dir from before) and drives the server's own FSM."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import msgpack
 
 from proconsul.raft.cluster import Raft, has_existing_state
 from proconsul.raft.configuration import Configuration, Server
@@ -12,7 +14,8 @@ from proconsul.raft.file_snapshot import FileSnapshotStore
 from proconsul.raft.file_stable import FileStableStore
 from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
 from proconsul.raft.inmem_transport import InmemNetwork
-from proconsul.raft.node import RaftConfig, RaftNode
+from proconsul.raft.log import Log, LogType
+from proconsul.raft.stable import KEY_CURRENT_TERM, KEY_LAST_VOTE_CAND, KEY_LAST_VOTE_TERM
 from proconsul.server.commands import MessageType, encode
 from proconsul.server.fsm import FSM
 from tests.raft.cluster_support import ListFSM, raft_config
@@ -24,19 +27,37 @@ def _stores(base: Path) -> tuple[FileLogStore, FileStableStore, FileSnapshotStor
             FileSnapshotStore(base / "snapshots"))
 
 
-def test_runs_on_the_stores_a_single_voter_node_wrote(tmp_path: Path) -> None:
-    async def body() -> None:
-        fsm = ListFSM()
-        node = RaftNode(RaftConfig("n1", "127.0.0.1:8300"), fsm,  # type: ignore[arg-type]
-                        *_stores(tmp_path))
-        await node.start()
-        for i in range(5):
-            await node.apply(f"old{i}".encode())
-        await node.snapshot()
-        for i in range(5, 8):
-            await node.apply(f"old{i}".encode())
-        await node.shutdown()
+def _write_single_voter_data_dir(base: Path) -> None:
+    """What the single-voter node of earlier releases left in a data_dir: its term and vote,
+    a configuration entry (a msgpack map, Consul's JSON field names) and a no-op, commands,
+    a snapshot after the fifth command and three commands after it."""
+    logs, stable, snapshots = _stores(base)
+    stable.set_uint64(KEY_CURRENT_TERM, 1)
+    stable.set_uint64(KEY_LAST_VOTE_TERM, 1)
+    stable.set(KEY_LAST_VOTE_CAND, b"n1")
+    configuration = {"Servers": [{"Suffrage": "Voter", "ID": "n1",
+                                  "Address": "127.0.0.1:8300"}]}
+    entries = [Log(1, 1, LogType.CONFIGURATION, msgpack.packb(configuration)),
+               Log(2, 1, LogType.NOOP, b"")]
+    entries += [Log(3 + i, 1, LogType.COMMAND, f"old{i}".encode()) for i in range(8)]
+    fsm = ListFSM()
+    for entry in entries[2:7]:
+        fsm.apply(entry.index, entry.data)
+    sink = snapshots.create(1, 7, 1, configuration, 1)
+    sink.write(fsm.snapshot())
+    sink.close()
 
+    async def append() -> None:
+        await logs.store_logs(entries)
+        await logs.close()
+
+    run(append())
+
+
+def test_runs_on_the_stores_a_single_voter_node_wrote(tmp_path: Path) -> None:
+    _write_single_voter_data_dir(tmp_path)
+
+    async def body() -> None:
         logs, stable, snapshots = _stores(tmp_path)
         assert has_existing_state(logs, stable, snapshots)
         network = InmemNetwork()

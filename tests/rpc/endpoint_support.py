@@ -17,8 +17,6 @@ from proconsul.agent.rpc_backend import RPCBackend
 from proconsul.http.api import build_app
 from proconsul.http.app import APIApp
 from proconsul.http.request import Request, Response
-from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
-from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.rpc.pool import ConnPool
 from proconsul.rpc.router import ClientRPC, ServerInfo, ServerManager
 from proconsul.rpc.server import RPCServer
@@ -27,6 +25,7 @@ from proconsul.server.operator_endpoint import OperatorEndpoint
 from proconsul.server.rpc_endpoints import register_endpoints
 from proconsul.server.server import Server
 from proconsul.state.autopilot import AutopilotConfig
+from tests.raft.cluster_support import single_voter
 
 NODE = "agent1"
 NODE_ID = "7f3a0c1e-5b2d-4c6e-9a8b-0d1e2f3a4b5c"
@@ -108,9 +107,7 @@ def new_app() -> APIApp:
 @asynccontextmanager
 async def site(hold_timeout: float = 7.0, max_query_time: float = 600.0
                ) -> AsyncIterator[Site]:
-    raft = RaftNode(RaftConfig(NODE_ID, "127.0.0.1:8300"), FSM(), InmemLogStore(),
-                    InmemStableStore(), InmemSnapshotStore())
-    await raft.start()
+    raft = await single_voter(FSM(), NODE_ID)
     srv = Server(raft, NODE, NODE_ID, "dc1", "127.0.0.1", coordinate_update_period=3600.0,
                  max_query_time=max_query_time)
     await srv.start()

@@ -13,20 +13,17 @@ import pytest
 
 from proconsul.errors import NoLeader, RPCError
 from proconsul.gossip.serf.coordinate import Coordinate
-from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
-from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.server.commands import IGNORE_UNKNOWN_FLAG, MessageType, encode
 from proconsul.server.coordinate_endpoint import AREA_WAN
 from proconsul.server.fsm import FSM
 from proconsul.server.server import Server
 from proconsul.structs.query import QueryOptions
+from tests.raft.cluster_support import single_voter
 
 
 def run(fn: Callable[[Server], Awaitable[None]], **kwargs: object) -> None:
     async def main() -> None:
-        raft = RaftNode(RaftConfig("id-1", "127.0.0.1:8300"), FSM(), InmemLogStore(),
-                        InmemStableStore(), InmemSnapshotStore())
-        await raft.start()
+        raft = await single_voter(FSM(), "id-1")
         srv = Server(raft, "n1", "id-1", "dc1", "127.0.0.1", **kwargs)  # type: ignore[arg-type]
         await srv.start()
         try:

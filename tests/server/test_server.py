@@ -9,21 +9,18 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from proconsul.errors import CommandError, RPCError
-from proconsul.raft.inmem import InmemLogStore, InmemSnapshotStore, InmemStableStore
-from proconsul.raft.node import RaftConfig, RaftNode
 from proconsul.server.commands import MessageType, encode
 from proconsul.server.fsm import FSM
 from proconsul.server.server import Server
 from proconsul.structs.kvs import KVEntry
 from proconsul.structs.query import QueryOptions
 from proconsul.structs.session import Session
+from tests.raft.cluster_support import single_voter
 
 
 def run(fn: Callable[[Server], Awaitable[None]], ttl_min: float = 10.0) -> None:
     async def main() -> None:
-        raft = RaftNode(RaftConfig("id-1", "127.0.0.1:8300"), FSM(), InmemLogStore(),
-                        InmemStableStore(), InmemSnapshotStore())
-        await raft.start()
+        raft = await single_voter(FSM(), "id-1")
         srv = Server(raft, "n1", "id-1", "dc1", "127.0.0.1", session_ttl_min=ttl_min)
         await srv.start()
         try:

@@ -1,13 +1,13 @@
 """A replicated Raft server: `Raft(config, fsm, log_store, stable_store, snapshot_store,
-transport)` after hashicorp/raft's api.go, implementing the server's Applier seam so it can
-stand where the single-voter RaftNode stands.
+transport)` after hashicorp/raft's api.go, implementing the server's Applier seam; a -dev
+agent runs it as a single voter over in-memory stores.
 
 Life cycle: construct, then `bootstrap_cluster(configuration)` on a brand-new cluster (every
 server of a bootstrap_expect set with the same configuration, or a single server with itself),
 then `start()`. Start-up restores the newest snapshot that verifies and reads the term, vote
 and configurations back; committed entries after the snapshot are applied again once a leader
 says they are committed. A server whose configuration has itself as the only voter elects
-itself at once, and `start()` returns when it is ready to serve, as RaftNode's does. Servers
+itself at once, and `start()` returns when it is ready to serve. Servers
 that join later start with no configuration and wait for a leader to add them.
 """
 

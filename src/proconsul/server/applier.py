@@ -1,8 +1,8 @@
 """The seam between endpoints and consensus: something that commits a command and answers
 with the FSM's result.
 
-The Raft node (raft/node.py) implements it, on file stores for servers and on their in-memory
-twins for -dev; the replicated cluster implements the same Protocol.
+The Raft server (raft/cluster.py) implements it, on file stores for servers and on their
+in-memory twins for -dev.
 """
 
 from __future__ import annotations
