@@ -4,6 +4,7 @@ returning server from deposing a healthy leader, a lone voter leading at once.""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from proconsul.raft.cluster import Raft
 from proconsul.raft.config import Config
@@ -137,5 +138,27 @@ def test_lone_voter_leads_as_soon_as_it_starts_with_dev_timings() -> None:
             assert raft.is_leader()
         finally:
             await raft.shutdown()
+
+    run(body())
+
+
+def test_a_paused_process_does_not_cost_the_leader_its_lease() -> None:
+    """Every server of the process stops for most of a lease (as a long garbage collection
+    stops them): when the leader's lease check comes due behind the pause, the followers'
+    answers are still queued, so it asks again a heartbeat later instead of stepping down."""
+    async def body() -> None:
+        cluster = Cluster(3, overrides={"leader_lease_timeout": 0.15})
+        await cluster.start()
+        try:
+            leader = await cluster.wait_leader()
+            term = leader.raft.term
+            for step in range(20):
+                await asyncio.sleep(0.008 * step)  # the pause falls at every point of a lease
+                time.sleep(0.12)  # the whole event loop stops, as in a collection
+            await cluster.apply(b"after-pauses")
+            assert leader.raft.is_leader() and leader.raft.term == term
+            cluster.assert_no_split_brain()
+        finally:
+            await cluster.stop()
 
     run(body())

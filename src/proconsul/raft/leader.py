@@ -81,7 +81,10 @@ class Leadership(RaftCore[F]):
         self._writer = self._spawn(self._write_loop(term))
         self._queue_wake.set()
         lease = self.config.leader_lease_timeout
+        # one heartbeat period (heartbeats go out every heartbeat_timeout/10 to /5)
+        grace = self.config.heartbeat_timeout / 5
         next_check = time.monotonic() + lease
+        suspect = False
         try:
             while True:
                 self._wake_main.clear()
@@ -94,8 +97,22 @@ class Leadership(RaftCore[F]):
                 if now >= next_check:
                     # woken far past the check (the loop was busy): answers may be queued
                     # behind us, so judge the lease on the next round, not on stale times
-                    if now - next_check < lease:
-                        self._check_lease()
+                    if now - next_check >= lease:
+                        suspect = False
+                    elif not self._lease_held(report=suspect):
+                        if suspect:
+                            log.warning("failed to contact quorum of nodes, stepping down")
+                            self._set_state(RaftState.FOLLOWER)
+                            return
+                        # a pause of this process (a long collection, a slow disk call
+                        # on the loop) looks the same as silent followers until the
+                        # answers queued behind it are read: ask once more, one
+                        # heartbeat later, before stepping down
+                        suspect = True
+                        next_check = now + grace
+                        continue
+                    else:
+                        suspect = False
                     next_check = now + lease
         finally:
             await self._leave_leadership()
@@ -125,11 +142,13 @@ class Leadership(RaftCore[F]):
             await asyncio.wait({self._writer})
             self._writer = None
 
-    def _check_lease(self) -> None:
-        """Step down when a quorum of voters was not heard from within the lease."""
+    def _lease_held(self, report: bool) -> bool:
+        """Whether a quorum of voters was heard from within the lease. The voters that were
+        not are logged when the quorum holds anyway, or when `report` says so."""
         now = time.monotonic()
         lease = self.config.leader_lease_timeout
         contacted = 0
+        silent: list[tuple[str, float]] = []
         for server in self.latest.voters():
             if server.id == self.server_id:
                 contacted += 1
@@ -138,11 +157,12 @@ class Leadership(RaftCore[F]):
             if rep is not None and now - rep.last_contact <= lease:
                 contacted += 1
             elif rep is not None:
-                log.warning("failed to contact: server-id=%s time=%.3fs", server.id,
-                            now - rep.last_contact)
-        if contacted < self.latest.quorum():
-            log.warning("failed to contact quorum of nodes, stepping down")
-            self._set_state(RaftState.FOLLOWER)
+                silent.append((server.id, now - rep.last_contact))
+        held = contacted >= self.latest.quorum()
+        if held or report:
+            for server_id, age in silent:
+                log.warning("failed to contact: server-id=%s time=%.3fs", server_id, age)
+        return held
 
     def _leading(self, term: int) -> bool:
         return self.state is RaftState.LEADER and self.current_term == term
