@@ -1,7 +1,7 @@
 """3,000 HTTP/TCP checks on one agent reach passing, then critical when their targets stop.
 
 One `proconsul agent -dev` process runs 1,000 services with 3 checks each (two HTTP checks on
-distinct paths of one local aiohttp server, one TCP check against one of four local listeners),
+distinct paths of one local HTTP target, one TCP check against one of four local listeners),
 all at a 5 s interval with a 1 s timeout. The targets live in the test process on 127.0.0.1.
 The test waits (bounded) until `/v1/health/state/passing` lists all 3,000 service checks, then
 stops every target and waits (bounded) until `/v1/health/state/critical` lists all 3,000. The
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.support import AgentProcess
 
@@ -40,26 +39,71 @@ def agent(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.stop()
 
 
-async def _ok(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+_OK = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+       b"Connection: close\r\n\r\nok")
 
 
-class _CloseAtOnce(asyncio.Protocol):
-    """A TCP target that accepts and closes in the same callback: no task per connection, so
-    none can be cancelled at shutdown with its socket still open."""
+class _Target(asyncio.Protocol):
+    """One connection to a check target. An HTTP target answers the request head with 200 and
+    closes; a TCP target closes as soon as it accepts. Every connection stays in `alive` from
+    the moment it is accepted until it is gone, so stopping can close each one."""
+
+    def __init__(self, alive: set[_Target], http: bool) -> None:
+        self.alive = alive
+        self.http = http
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        alive.add(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self.http:
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.head += data
+        if b"\r\n\r\n" in self.head and self.transport is not None:
+            self.transport.write(_OK)
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive.discard(self)
 
 
-async def _close_listeners(listeners: list[asyncio.Server]) -> None:
-    """Stop the TCP targets and every connection they accepted, so no socket outlives the test
-    (an unclosed one is reported when the collector reaches it, in whatever test runs then)."""
-    for server in listeners:
-        server.close()
-    for server in listeners:
-        await server.wait_closed()
-    await asyncio.sleep(0.05)  # let connections accepted at the last moment run their close
+class _Targets:
+    """The HTTP target and the TCP listeners. `stop` closes the listeners, then every
+    connection they accepted, so no socket outlives the test: an unclosed one is reported
+    when the collector reaches it, in whatever test runs then."""
+
+    def __init__(self) -> None:
+        self.alive: set[_Target] = set()
+        self.servers: list[asyncio.Server] = []
+
+    async def listen(self, http: bool) -> int:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Target(self.alive, http), "127.0.0.1", 0)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        # Stop accepting first and let connections already accepted be set up: Python 3.11's
+        # Server.close() makes a connection accepted in the same moment fail its set-up and
+        # leaves its socket open (an assertion in Server._attach).
+        loop = asyncio.get_running_loop()
+        for server in self.servers:
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+        await asyncio.sleep(0.05)
+        for server in self.servers:
+            server.close()
+        deadline = time.monotonic() + 10.0
+        while self.alive and time.monotonic() < deadline:
+            for target in list(self.alive):
+                if target.transport is not None:
+                    target.transport.close()
+            await asyncio.sleep(0.01)
+        assert not self.alive, f"{len(self.alive)} target connections still open"
 
 
 def _definition(i: int, http_port: int, tcp_ports: list[int]) -> dict[str, object]:
@@ -97,19 +141,11 @@ async def _wait_for(session: aiohttp.ClientSession, base: str, state: str, want:
 
 
 async def _scenario(base: str) -> dict[str, float]:
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", _ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    http_port = int(runner.addresses[0][1])
-    loop = asyncio.get_running_loop()
-    listeners = [await loop.create_server(_CloseAtOnce, "127.0.0.1", 0)
-                 for _ in range(TCP_LISTENERS)]
-    tcp_ports = [int(s.sockets[0].getsockname()[1]) for s in listeners]
+    targets = _Targets()
     timings: dict[str, float] = {}
     try:
+        http_port = await targets.listen(http=True)
+        tcp_ports = [await targets.listen(http=False) for _ in range(TCP_LISTENERS)]
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             sem = asyncio.Semaphore(REGISTER_CONCURRENCY)
@@ -128,14 +164,12 @@ async def _scenario(base: str) -> dict[str, float]:
                                                              PASSING_DEADLINE)
             assert passing == want, f"{passing}/{want} checks passing after {PASSING_DEADLINE}s"
 
-            await _close_listeners(listeners)
-            await runner.cleanup()
+            await targets.stop()
             critical, timings["critical_s"] = await _wait_for(session, base, "critical", want,
                                                                CRITICAL_DEADLINE)
             assert critical == want, f"{critical}/{want} checks critical after {CRITICAL_DEADLINE}s"
     finally:
-        await _close_listeners(listeners)
-        await runner.cleanup()
+        await targets.stop()
     return timings
 
 
