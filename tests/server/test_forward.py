@@ -183,6 +183,16 @@ class GatedPool:
         return {"Index": index}
 
 
+def _gated_link(commit_index: int = 0, applied: int = 1
+                ) -> tuple[FakeRaft, GatedPool, LeaderLink]:
+    """A follower's link to a fake leader at 10.0.0.1:8300 whose read-index calls answer only
+    when the test opens their gates."""
+    raft = FakeRaft()
+    raft.address, raft.commit_index, raft.applied = "10.0.0.1:8300", commit_index, applied
+    pool = GatedPool(raft)
+    return raft, pool, LeaderLink(raft, pool, hold_timeout=5)
+
+
 async def _until(cond: Any) -> None:
     for _ in range(500):
         if cond():
@@ -196,10 +206,7 @@ def test_concurrent_reads_share_the_next_read_index_call() -> None:
     after the first returned, and none is answered by the call that was sent before it."""
 
     async def main() -> None:
-        raft = FakeRaft()
-        raft.address, raft.commit_index, raft.applied = "10.0.0.1:8300", 5, 100
-        pool = GatedPool(raft)
-        link = LeaderLink(raft, pool, hold_timeout=5)
+        _, pool, link = _gated_link(commit_index=5, applied=100)
         first = asyncio.ensure_future(link.catch_up(False))
         await _until(lambda: len(pool.calls) == 1)
         later = [asyncio.ensure_future(link.catch_up(False)) for _ in range(10)]
@@ -220,10 +227,7 @@ def test_concurrent_reads_share_the_next_read_index_call() -> None:
 
 def test_batched_reads_wait_for_the_index_of_their_own_call() -> None:
     async def main() -> None:
-        raft = FakeRaft()
-        raft.address, raft.commit_index, raft.applied = "10.0.0.1:8300", 3, 3
-        pool = GatedPool(raft)
-        link = LeaderLink(raft, pool, hold_timeout=5)
+        raft, pool, link = _gated_link(commit_index=3, applied=3)
         first = asyncio.ensure_future(link.catch_up(True))
         await _until(lambda: len(pool.calls) == 1)
         raft.commit_index = 9  # a write committed after the first call, before the second
@@ -242,10 +246,7 @@ def test_batched_reads_wait_for_the_index_of_their_own_call() -> None:
 
 def test_consistent_and_default_reads_use_separate_calls() -> None:
     async def main() -> None:
-        raft = FakeRaft()
-        raft.address, raft.applied = "10.0.0.1:8300", 1
-        pool = GatedPool(raft)
-        link = LeaderLink(raft, pool, hold_timeout=5)
+        _, pool, link = _gated_link()
         reads = [asyncio.ensure_future(link.catch_up(c)) for c in (True, False, True, False)]
         await _until(lambda: len(pool.calls) == 2)
         assert sorted(args["Consistent"] for _, args in pool.calls) == [False, True]
@@ -262,10 +263,7 @@ def test_consistent_and_default_reads_use_separate_calls() -> None:
 
 def test_a_call_stuck_on_a_replaced_leader_does_not_hold_later_reads() -> None:
     async def main() -> None:
-        raft = FakeRaft()
-        raft.address, raft.applied = "10.0.0.1:8300", 1
-        pool = GatedPool(raft)
-        link = LeaderLink(raft, pool, hold_timeout=5)
+        raft, pool, link = _gated_link()
         stuck = asyncio.ensure_future(link.catch_up(False))
         await _until(lambda: len(pool.calls) == 1)
         raft.address = "10.0.0.2:8300"
@@ -297,10 +295,7 @@ def test_a_failed_call_fails_every_read_of_its_batch() -> None:
 
 def test_a_read_that_gives_up_leaves_its_batch_to_the_others() -> None:
     async def main() -> None:
-        raft = FakeRaft()
-        raft.address, raft.applied = "10.0.0.1:8300", 1
-        pool = GatedPool(raft)
-        link = LeaderLink(raft, pool, hold_timeout=5)
+        _, pool, link = _gated_link()
         first = asyncio.ensure_future(link.catch_up(False))
         await _until(lambda: len(pool.calls) == 1)
         quitter = asyncio.ensure_future(link.catch_up(False))
