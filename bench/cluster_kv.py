@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -326,6 +326,15 @@ def table_rows(res: Results) -> list[tuple[str, str, int]]:
     return rows
 
 
+def paired_cells(res: Results) -> Iterator[tuple[str, str, int, Cell, Cell | None]]:
+    """(op, target, conns, ours, etcd) for every row of ours in report order; etcd is None
+    when it was not run (--ours-only)."""
+    for op, role, conns in table_rows(res):
+        ours = res.cells.get(("ours", op, conns, role))
+        if ours is not None:
+            yield op, role, conns, ours, res.cells.get(("etcd", op, conns, role))
+
+
 def report(res: Results) -> str:
     plan = res.plan
     out = ["# Cluster KV benchmark: 3 proconsul servers vs 3 etcd 3.4 members", ""]
@@ -343,11 +352,7 @@ def report(res: Results) -> str:
                "etcd p50 | p50 ratio | ours p99 | etcd p99 | **p99 ratio** |")
     out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
                "| ---: |")
-    for op, role, conns in table_rows(res):
-        ours = res.cells.get(("ours", op, conns, role))
-        etcd = res.cells.get(("etcd", op, conns, role))
-        if ours is None:
-            continue
+    for op, role, conns, ours, etcd in paired_cells(res):
         if etcd is None:  # --ours-only
             out.append(f"| {op.upper()} | {role} | {conns} | {ours.rps_text()} | – | – | "
                        f"{spread([r.p50_ms for r in ours.runs])} | – | – | "
@@ -366,11 +371,7 @@ def report(res: Results) -> str:
     out.append("| op | target | conns | ours µs CPU/req | ours cores | etcd µs CPU/req | "
                "etcd cores | wrk (ours / etcd) | other (ours / etcd) |")
     out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for op, role, conns in table_rows(res):
-        ours = res.cells.get(("ours", op, conns, role))
-        etcd = res.cells.get(("etcd", op, conns, role))
-        if ours is None:
-            continue
+    for op, role, conns, ours, etcd in paired_cells(res):
         if etcd is None:  # --ours-only
             out.append(f"| {op.upper()} | {role} | {conns} | {ours.cpu_us:.0f} | "
                        f"{ours.core_pct / 100:.2f} | – | – | {ours.client_pct / 100:.2f} / – | "
