@@ -145,14 +145,14 @@ class LeaderLink:
         """The leader's result of applying `command`; raises `_LocalLeader` when this server
         leads by now."""
         if not self._writes.batching:
-            return await self.apply_one(command, error_prefix)
+            return decode_result(await self.forward_one(command, error_prefix))
         return decode_result(await self._writes.submit(command, error_prefix))
 
-    async def apply_one(self, command: bytes, error_prefix: str = "",
-                        started: float | None = None) -> Any:
-        reply = await self._call(FORWARD_APPLY, {"Command": command, "Prefix": error_prefix},
-                                 started)
-        return decode_result(reply.get("Result") if isinstance(reply, dict) else reply)
+    async def forward_one(self, command: bytes, prefix: str,
+                          started: float | None = None) -> Any:
+        """The leader's encoded result of `command` forwarded on its own."""
+        reply = await self._call(FORWARD_APPLY, {"Command": command, "Prefix": prefix}, started)
+        return reply.get("Result") if isinstance(reply, dict) else reply
 
     async def catch_up(self, consistent: bool) -> None:
         """Wait until this follower has applied everything the leader had committed when
@@ -223,9 +223,7 @@ class _ReadLane:
                     return
         self.queued = None
         self.inflight.add(batch)
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _spawn(self._tasks, self._send(batch))
 
     async def _send(self, batch: _Batch) -> None:
         fut = batch.future
@@ -244,9 +242,7 @@ class _ReadLane:
             fut.cancel()
             raise
         except Exception as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # retrieved: a batch whose reads all gave up logs nothing
+            _fail(fut, exc)  # a batch whose reads all gave up logs nothing
         else:
             if not fut.done():
                 fut.set_result(True)
@@ -291,12 +287,7 @@ class _WriteLane:
                 size += len(write.command)
             batch, self.queue = self.queue[:take], self.queue[take:]
             self.inflight += 1
-            self._spawn(self._send(batch))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            _spawn(self._tasks, self._send(batch))
 
     async def _send(self, batch: list[_Write]) -> None:
         args = {"Commands": [{"Command": w.command, "Prefix": w.prefix} for w in batch]}
@@ -315,7 +306,7 @@ class _WriteLane:
                 # an older leader: nothing was applied, send each on its own from now on
                 self.batching = False
                 for write in batch:
-                    self._spawn(self._send_one(write))
+                    _spawn(self._tasks, self._send_one(write))
                 return
             for write in batch:
                 _fail(write.future, exc)
@@ -341,15 +332,13 @@ class _WriteLane:
                                             if isinstance(result, dict) else None)
             elif is_no_leader(RemoteError(str(error))):
                 # refused before it was applied (leadership moved): hold and try again
-                self._spawn(self._send_one(write))
+                _spawn(self._tasks, self._send_one(write))
             else:
                 _fail(write.future, RPCError(str(error)))
 
     async def _send_one(self, write: _Write) -> None:
         try:
-            reply = await self.link._call(
-                FORWARD_APPLY, {"Command": write.command, "Prefix": write.prefix},
-                write.started)
+            result = await self.link.forward_one(write.command, write.prefix, write.started)
         except asyncio.CancelledError:
             write.future.cancel()
             raise
@@ -357,12 +346,18 @@ class _WriteLane:
             _fail(write.future, exc)
         else:
             if not write.future.done():
-                write.future.set_result(reply.get("Result") if isinstance(reply, dict)
-                                        else reply)
+                write.future.set_result(result)
 
 
 #: net/rpc's answer for a method the server does not have
 _NO_METHOD = "rpc: can't find"
+
+
+def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+    """Run `coro` as a task kept in `tasks` until it ends."""
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
