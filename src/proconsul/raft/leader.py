@@ -97,9 +97,7 @@ class Leadership(RaftCore[F]):
                 if now >= next_check:
                     # woken far past the check (the loop was busy): answers may be queued
                     # behind us, so judge the lease on the next round, not on stale times
-                    if now - next_check >= lease:
-                        suspect = False
-                    elif not self._lease_held(report=suspect):
+                    if now - next_check < lease and not self._lease_held(report=suspect):
                         if suspect:
                             log.warning("failed to contact quorum of nodes, stepping down")
                             self._set_state(RaftState.FOLLOWER)
@@ -111,8 +109,7 @@ class Leadership(RaftCore[F]):
                         suspect = True
                         next_check = now + grace
                         continue
-                    else:
-                        suspect = False
+                    suspect = False
                     next_check = now + lease
         finally:
             await self._leave_leadership()
